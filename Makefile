@@ -1,0 +1,49 @@
+# Everything goes through the project's own virtualenv; targets that need it depend on it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+## The whole suite; tests that need Kafka start the broker themselves (deploy/kafka/kafka.sh).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not kafka"
+
+test-kafka: $(STAMP)
+	$(BIN)/python -m pytest -q -m kafka
+
+lint: $(STAMP)
+	$(BIN)/ruff check detector tests bench
+	$(BIN)/ruff format --check detector tests bench
+	$(BIN)/mypy
+
+## Scan the bundled sample corpus that mixes all eight sources.
+scan-sample: $(STAMP)
+	$(BIN)/detector scan samples/corpus.ndjson
+
+kafka-up:
+	deploy/kafka/kafka.sh up
+
+kafka-down:
+	deploy/kafka/kafka.sh down
+
+demo: $(STAMP)
+	$(BIN)/python -m detector.demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/scan_throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,125 @@
+"""`detector worker` (the streaming detector on Kafka) and `detector replay` (files onto topics)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from detector.cli.common import UsageError, add_rule_option, add_source_option
+from detector.stream.config import ConfigError, WorkerConfig, load_config, settings_help
+
+WORKER_DESCRIPTION = """\
+Run the rules on Kafka: consume raw telemetry from one topic per source (default telemetry.<source>),
+publish alerts to detections.alerts (keyed by host) and rejected records to detections.deadletter,
+with at-least-once delivery. One HTTP port serves /healthz, /readyz and /metrics (Prometheus).
+Settings come from defaults, then --config FILE (TOML, keys as below in lower case without the
+DETECTOR_ prefix), then DETECTOR_* environment variables, then these options. SIGTERM stops the worker
+gracefully: in-flight work is finished and committed, exit status 0."""
+
+
+def register(sub: Any) -> None:
+    w = sub.add_parser(
+        "worker",
+        help="run the streaming detector on Kafka (Faust app)",
+        description=WORKER_DESCRIPTION,
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    w.add_argument("--config", metavar="FILE", help="TOML config file (see settings below)")
+    w.add_argument("--bootstrap-servers", metavar="HOSTS", help="overrides DETECTOR_BOOTSTRAP_SERVERS")
+    w.add_argument("--consumer-group", metavar="GROUP", help="overrides DETECTOR_CONSUMER_GROUP")
+    w.add_argument("--topics", metavar="T[=SRC],...", help="overrides DETECTOR_TOPICS")
+    w.add_argument("--http-port", type=int, metavar="PORT", help="overrides DETECTOR_HTTP_PORT")
+    w.add_argument("--max-signals", type=int, metavar="N", help="overrides DETECTOR_MAX_SIGNALS")
+    w.add_argument("--cap-interval", metavar="DURATION", help="overrides DETECTOR_CAP_INTERVAL, e.g. 5m")
+    w.add_argument("--no-create-topics", action="store_true", help="do not create missing topics at start")
+    add_rule_option(w)
+    w.set_defaults(func=run_worker)
+
+    r = sub.add_parser(
+        "replay",
+        help="produce raw records from files onto the source topics",
+        description=(
+            "Produce raw records from files (NDJSON, .gz, JSON arrays, -) onto Kafka, each line's bytes as they "
+            "are, to telemetry.<source>. With --source or --topic lines are not parsed, so malformed records are "
+            "replayed too; otherwise each record's source is detected to choose its topic. Kafka settings are "
+            "the worker's (DETECTOR_BOOTSTRAP_SERVERS, security settings, --config)."
+        ),
+    )
+    r.add_argument("files", nargs="+", metavar="FILE")
+    add_source_option(r, "line")
+    r.add_argument("--topic", help="send every record to this topic instead of telemetry.<source>")
+    r.add_argument(
+        "--rate", type=float, default=0.0, metavar="N", help="records per second (default: as fast as possible)"
+    )
+    r.add_argument("--config", metavar="FILE", help="TOML config file, as for the worker")
+    r.add_argument("--bootstrap-servers", metavar="HOSTS", help="overrides DETECTOR_BOOTSTRAP_SERVERS")
+    r.add_argument("--create-topics", action="store_true", help="create missing target topics first")
+    r.set_defaults(func=run_replay)
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> WorkerConfig:
+    overrides = {"bootstrap_servers": args.bootstrap_servers, **extra}
+    try:
+        return load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from detector.metrics import Metrics
+    from detector.rules.model import load_rules
+    from detector.stream.app import create_app
+    from detector.stream.topics import ensure_topics, worker_topics
+
+    cfg = _config(
+        args,
+        consumer_group=args.consumer_group,
+        topics=args.topics,
+        http_port=args.http_port,
+        max_signals=args.max_signals,
+        cap_interval=args.cap_interval,
+        rules=",".join(args.rule) if args.rule else None,
+    )
+    rules = load_rules(cfg.rules)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.no_create_topics:
+        try:
+            ensure_topics(cfg, worker_topics(cfg, include_inputs=True))
+        except ConnectionError as exc:
+            raise UsageError(str(exc)) from None
+    app = create_app(cfg, rules, Metrics())
+    worker = faust.Worker(app, loglevel=cfg.log_level, quiet=True)
+    worker.execute_from_commandline()  # returns via SystemExit with the worker's exit status
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from detector.inputs import check_readable
+    from detector.stream.replay import replay
+    from detector.stream.topics import ensure_topics
+
+    check_readable(args.files)
+    if args.rate < 0:
+        raise UsageError("--rate must be positive (or 0 for as fast as possible)")
+    cfg = _config(args)
+    if args.create_topics and (args.topic or args.source):
+        ensure_topics(cfg, [args.topic or f"telemetry.{args.source}"])
+    result = replay(cfg, args.files, source=args.source, topic=args.topic, rate=args.rate)
+    rate = result.total_sent / result.seconds if result.seconds else 0.0
+    per_topic = ", ".join(f"{t} {n:,}" for t, n in sorted(result.sent.items())) or "-"
+    print(
+        f"replayed {result.total_sent:,} records in {result.seconds:.2f} s ({rate:,.0f} records/s): {per_topic}",
+        file=sys.stderr,
+    )
+    for line in result.skipped[:20]:
+        print(f"  not sent: {line}", file=sys.stderr)
+    if len(result.skipped) > 20:
+        print(f"  ... and {len(result.skipped) - 20} more not sent", file=sys.stderr)
+    for line in result.failed[:20]:
+        print(f"  delivery failed: {line}", file=sys.stderr)
+    return 1 if result.failed else 0

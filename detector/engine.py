@@ -1,0 +1,139 @@
+"""The detection core every mode shares: raw record bytes -> ECS events -> rule verdicts -> alerts.
+
+Pure functions over bytes and dicts: no I/O, no Kafka, no Faust. `detector scan` and the streaming
+worker both call `Engine.process`, so a record gives the same verdict and the same alert id in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from detector.alerts.builder import build_alert, record_digest
+from detector.rules.model import Rule
+from detector.rules.prefilter import Prefilter
+from detector.sources import SOURCES, VERBATIM_FIELDS, NormalizeError, UnknownSourceError, normalize
+
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
+
+# Rejection reasons: short, stable, usable as a Prometheus label and a dead-letter header.
+TOO_LARGE = "too_large"
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+TOO_DEEP = "too_deep"
+BAD_FIELD = "bad_field_type"
+UNKNOWN_SOURCE = "unknown_source"
+REASONS = (TOO_LARGE, NOT_UTF8, NOT_JSON, NOT_OBJECT, TOO_DEEP, BAD_FIELD, UNKNOWN_SOURCE)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str  # one of REASONS
+    detail: str  # a sentence for people
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one raw record."""
+
+    source: str | None = None
+    prefiltered: bool = False  # rejected on its bytes: it cannot match any loaded rule
+    events: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    rejection: Rejection | None = None
+
+
+class Engine:
+    """Compiled rules plus the prefilter derived from them.
+
+    `source` pins every record to one source (a topic's, or `--source`); otherwise each record's
+    source is detected from its content. `use_prefilter=False` parses every record, which validates
+    all input at the cost of speed (records that fail framing are always parsed, see `process`).
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        use_prefilter: bool = True,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
+        if not rules:
+            raise ValueError("at least one rule is required")
+        self.rules = tuple(rules)
+        self.max_record_bytes = max_record_bytes
+        self.prefilter = Prefilter.for_queries([r.compiled for r in rules], VERBATIM_FIELDS)
+        self.use_prefilter = use_prefilter and self.prefilter.literals is not None
+
+    def process(
+        self,
+        raw: bytes,
+        source: str | None = None,
+        *,
+        origin: Mapping[str, Any] | None = None,
+        keep_events: bool = False,
+        created: str | None = None,
+    ) -> Outcome:
+        if source is not None and source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
+        out = Outcome(source=source)
+        if len(raw) > self.max_record_bytes:
+            out.rejection = Rejection(
+                TOO_LARGE, f"record is {len(raw)} bytes, over the {self.max_record_bytes}-byte limit"
+            )
+            return out
+        # A record framed like a JSON object that lacks every needle cannot match. Anything not framed
+        # like an object is parsed, so that garbage gets its precise rejection reason, not a silent skip.
+        if self.use_prefilter and not self.prefilter(raw):
+            body = raw.strip()
+            if body[:1] == b"{" and body[-1:] == b"}":
+                out.prefiltered = True
+                return out
+        rejection = self._parse_and_detect(raw, source, out, origin, keep_events, created)
+        out.rejection = rejection
+        return out
+
+    def _parse_and_detect(
+        self,
+        raw: bytes,
+        source: str | None,
+        out: Outcome,
+        origin: Mapping[str, Any] | None,
+        keep_events: bool,
+        created: str | None,
+    ) -> Rejection | None:
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            msg = str(exc)
+            if "recursion" in msg.lower():
+                return Rejection(TOO_DEEP, "JSON nesting is deeper than the parser's limit of 1024")
+            if "utf-8" in msg.lower() or "surrogate" in msg.lower():
+                return Rejection(NOT_UTF8, f"record is not valid UTF-8: {msg}")
+            return Rejection(NOT_JSON, f"not valid JSON: {msg}")
+        if not isinstance(record, dict):
+            return Rejection(NOT_OBJECT, f"a record must be a JSON object, got {type(record).__name__}")
+        try:
+            src, events = normalize(record, source)
+        except UnknownSourceError as exc:
+            return Rejection(UNKNOWN_SOURCE, str(exc))
+        except NormalizeError as exc:
+            return Rejection(BAD_FIELD, str(exc))
+        except RecursionError:
+            return Rejection(TOO_DEEP, "record is nested too deeply to normalise")
+        out.source = src
+        if keep_events:
+            out.events = events
+        digest: str | None = None
+        for i, event in enumerate(events):
+            for rule in self.rules:
+                if rule.compiled.matches(event):
+                    digest = digest or record_digest(raw)
+                    out.alerts.append(
+                        build_alert(rule, event, source=src, digest=digest, index=i, origin=origin, created=created)
+                    )
+        return None

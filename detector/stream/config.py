@@ -1,0 +1,228 @@
+"""Worker configuration: defaults, then an optional TOML config file, then DETECTOR_* environment variables.
+
+One table (`SETTINGS`) describes every setting once; `detector worker --help` and the README are
+written from it, so the documentation cannot drift from what is read.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from detector.sources import SOURCES
+
+ENV_PREFIX = "DETECTOR_"
+AUTO = "auto"
+
+
+class ConfigError(ValueError):
+    """A setting with a value that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute and config-file key; env var is DETECTOR_<NAME upper>
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("bootstrap_servers", "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated"),
+    Setting(
+        "consumer_group", "netsupport-detector", "consumer group of the ingest consumer (agents use <group>-agents)"
+    ),
+    Setting(
+        "topics",
+        "",
+        "input topics as TOPIC[=SOURCE] pairs, comma-separated; SOURCE is a source name or 'auto' "
+        "(detect per record). Default: telemetry.<source> for each of the eight sources",
+    ),
+    Setting("alerts_topic", "detections.alerts", "topic for alerts (keyed by host) and suppression records"),
+    Setting(
+        "deadletter_topic", "detections.deadletter", "topic for rejected records (original bytes + reason headers)"
+    ),
+    Setting("matches_topic", "detections.matches", "internal topic from the ingest consumer to the Faust agents"),
+    Setting("topic_partitions", 4, "partitions for the output and internal topics the worker creates if missing"),
+    Setting("topic_replication", 1, "replication factor for topics the worker creates"),
+    Setting("rules", "", "rule files (TOML), comma-separated; default: the built-in NetSupport rule"),
+    Setting("max_signals", -1, "alerts per rule per window; -1 = the rule's max_signals, 0 = no cap"),
+    Setting("cap_interval", "", "length of a cap window, e.g. 5m; default: the rule's interval"),
+    Setting("prefilter", True, "skip, unparsed, records that cannot match (false: parse and validate all)"),
+    Setting("max_record_bytes", 1 << 20, "records larger than this go to the dead-letter topic"),
+    Setting("batch_size", 2000, "records per consume() batch of the ingest consumer"),
+    Setting("batch_timeout", 0.1, "seconds consume() waits to fill a batch"),
+    Setting("auto_offset_reset", "earliest", "where a new consumer group starts: earliest or latest"),
+    Setting("http_host", "127.0.0.1", "address of the HTTP port (/healthz, /readyz, /metrics); 0.0.0.0 in a pod"),
+    Setting("http_port", 8000, "HTTP port serving /healthz, /readyz and /metrics"),
+    Setting("security_protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    Setting("sasl_mechanism", "PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Event Hubs: PLAIN)"),
+    Setting("sasl_username", "", "SASL username (Event Hubs: $ConnectionString)"),
+    Setting("sasl_password", "", "SASL password (Event Hubs: the connection string)"),
+    Setting("ssl_cafile", "", "CA bundle to verify the brokers (default: the system's)"),
+    Setting("ssl_certfile", "", "client certificate for mutual TLS"),
+    Setting("ssl_keyfile", "", "client private key for mutual TLS"),
+    Setting("log_level", "info", "log level: debug, info, warning, error"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    consumer_group: str = "netsupport-detector"
+    topics: dict[str, str] = field(default_factory=dict)  # topic -> source name or "auto"
+    alerts_topic: str = "detections.alerts"
+    deadletter_topic: str = "detections.deadletter"
+    matches_topic: str = "detections.matches"
+    topic_partitions: int = 4
+    topic_replication: int = 1
+    rules: tuple[str, ...] = ()
+    max_signals: int = -1
+    cap_interval: str = ""
+    prefilter: bool = True
+    max_record_bytes: int = 1 << 20
+    batch_size: int = 2000
+    batch_timeout: float = 0.1
+    auto_offset_reset: str = "earliest"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    log_level: str = "info"
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every confluent-kafka client of the worker."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            conf.update(
+                {
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.username": self.sasl_username,
+                    "sasl.password": self.sasl_password,
+                }
+            )
+        if self.security_protocol.endswith("SSL"):
+            for key, value in (
+                ("ssl.ca.location", self.ssl_cafile),
+                ("ssl.certificate.location", self.ssl_certfile),
+                ("ssl.key.location", self.ssl_keyfile),
+            ):
+                if value:
+                    conf[key] = value
+        return conf
+
+
+def default_topics() -> dict[str, str]:
+    return {f"telemetry.{name}": name for name in SOURCES}
+
+
+def parse_topics(text: str) -> dict[str, str]:
+    """'a=crowdstrike_fdr,b,c=auto' -> {'a': 'crowdstrike_fdr', 'b': <source b names or auto>, 'c': 'auto'}."""
+    result: dict[str, str] = {}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        topic, _, source = item.partition("=")
+        topic, source = topic.strip(), source.strip()
+        if not source:
+            # A bare telemetry.<source> topic names its source; any other bare topic is auto-detected.
+            suffix = topic.removeprefix("telemetry.")
+            source = suffix if topic.startswith("telemetry.") and suffix in SOURCES else AUTO
+        if source != AUTO and source not in SOURCES:
+            raise ConfigError(
+                f"topics: unknown source {source!r} for topic {topic!r}; use one of {', '.join(SOURCES)} or 'auto'"
+            )
+        result[topic] = source
+    if not result:
+        raise ConfigError("topics: no topic given")
+    return result
+
+
+def _coerce(setting: Setting, value: Any) -> Any:
+    kind = type(setting.default)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{setting.name} ({setting.env}): {exc}") from None
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> WorkerConfig:
+    """Defaults < config file < environment < explicit overrides (command-line options)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    if config_file:
+        try:
+            doc = tomllib.loads(Path(config_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from None
+        for key, value in doc.items():
+            if key not in _BY_NAME:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+            values[key] = _coerce(_BY_NAME[key], value)
+    for s in SETTINGS:
+        if s.env in env:
+            values[s.name] = _coerce(s, env[s.env])
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(_BY_NAME[key], value)
+    topics = parse_topics(values["topics"]) if values["topics"] else default_topics()
+    rules = tuple(p.strip() for p in str(values["rules"]).split(",") if p.strip())
+    if values["auto_offset_reset"] not in ("earliest", "latest"):
+        raise ConfigError("auto_offset_reset: expected earliest or latest")
+    if values["security_protocol"] not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ConfigError("security_protocol: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    if values["sasl_mechanism"] not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ConfigError("sasl_mechanism: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    if values["batch_size"] < 1:
+        raise ConfigError("batch_size: must be at least 1")
+    known = {f.name for f in fields(WorkerConfig)}
+    values = {k: v for k, v in values.items() if k in known}
+    values["topics"] = topics
+    values["rules"] = rules
+    return WorkerConfig(**values)
+
+
+def settings_help() -> str:
+    lines = ["settings (environment variable, config-file key, default):"]
+    for s in SETTINGS:
+        default = s.default if s.default != "" else "-"
+        lines.append(f"  {s.env:<30} {s.help} [default: {default}]")
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""Shared test fixtures. Tests marked `kafka` run against the real broker from deploy/kafka/kafka.sh."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BOOTSTRAP = os.environ.get("DETECTOR_TEST_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def _port_open(hostport: str) -> bool:
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A running broker: the one already up (CI starts it), or one started here and stopped after."""
+    started = False
+    if not _port_open(BOOTSTRAP):
+        res = subprocess.run([str(REPO / "deploy" / "kafka" / "kafka.sh"), "up"], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.fail(f"could not start the Kafka broker:\n{res.stdout}\n{res.stderr}")
+        started = True
+    yield BOOTSTRAP
+    if started:
+        subprocess.run([str(REPO / "deploy" / "kafka" / "kafka.sh"), "down"], capture_output=True, text=True)

@@ -1,0 +1,78 @@
+"""Worker settings: defaults < config file < DETECTOR_* environment < command-line options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detector.sources import SOURCES
+from detector.stream.config import SETTINGS, ConfigError, load_config, settings_help
+
+
+def test_defaults() -> None:
+    cfg = load_config(env={})
+    assert cfg.bootstrap_servers == "127.0.0.1:9092"
+    assert cfg.topics == {f"telemetry.{s}": s for s in SOURCES}
+    assert cfg.alerts_topic == "detections.alerts" and cfg.deadletter_topic == "detections.deadletter"
+    assert cfg.kafka_client_config() == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "w.toml"
+    f.write_text('bootstrap_servers = "k1:9092"\nconsumer_group = "file"\nbatch_size = 10\n')
+    env = {"DETECTOR_CONSUMER_GROUP": "env", "DETECTOR_PREFILTER": "false"}
+    cfg = load_config(f, env=env, overrides={"batch_size": 7})
+    assert (cfg.bootstrap_servers, cfg.consumer_group, cfg.batch_size, cfg.prefilter) == ("k1:9092", "env", 7, False)
+
+
+def test_topic_mapping() -> None:
+    cfg = load_config(env={"DETECTOR_TOPICS": "edr.raw=crowdstrike_fdr, mixed=auto, telemetry.endgame, other"})
+    assert cfg.topics == {
+        "edr.raw": "crowdstrike_fdr",
+        "mixed": "auto",
+        "telemetry.endgame": "endgame",
+        "other": "auto",
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DETECTOR_TOPICS": "x=nosuch"}, "unknown source 'nosuch'"),
+        ({"DETECTOR_BATCH_SIZE": "many"}, "DETECTOR_BATCH_SIZE"),
+        ({"DETECTOR_PREFILTER": "maybe"}, "expected true or false"),
+        ({"DETECTOR_SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
+    ],
+)
+def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(env=env)
+
+
+def test_sasl_scram_over_tls() -> None:
+    cfg = load_config(
+        env={
+            "DETECTOR_SECURITY_PROTOCOL": "SASL_SSL",
+            "DETECTOR_SASL_MECHANISM": "SCRAM-SHA-512",
+            "DETECTOR_SASL_USERNAME": "u",
+            "DETECTOR_SASL_PASSWORD": "p",
+            "DETECTOR_SSL_CAFILE": "/etc/ca.pem",
+        }
+    )
+    conf = cfg.kafka_client_config()
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512" and conf["sasl.username"] == "u"
+    assert conf["ssl.ca.location"] == "/etc/ca.pem" and conf["security.protocol"] == "SASL_SSL"
+
+
+def test_unknown_file_key(tmp_path: Path) -> None:
+    f = tmp_path / "w.toml"
+    f.write_text('bootstrap = "x"\n')
+    with pytest.raises(ConfigError, match="unknown setting 'bootstrap'"):
+        load_config(f, env={})
+
+
+def test_help_lists_every_setting() -> None:
+    text = settings_help()
+    for s in SETTINGS:
+        assert s.env in text

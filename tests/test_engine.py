@@ -1,0 +1,122 @@
+"""The detection core: bytes in, alerts or a rejection reason out, never an exception."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from detector.engine import REASONS, Engine
+from detector.rules.model import load_rules
+
+RULES = load_rules()
+
+
+def endpoint_record(executable: str, *, os_type: str = "windows", etype: str = "start", pid: Any = 4242) -> bytes:
+    """An Elastic Defend process event, as the endpoint writes it."""
+    return orjson.dumps(
+        {
+            "@timestamp": "2026-11-20T10:00:00.000Z",
+            "agent": {"type": "endpoint", "version": "8.15.0"},
+            "data_stream": {"dataset": "endpoint.events.process", "namespace": "default", "type": "logs"},
+            "event": {
+                "action": "start",
+                "category": ["process"],
+                "dataset": "endpoint.events.process",
+                "kind": "event",
+                "module": "endpoint",
+                "type": [etype],
+                "id": "NWQ1Y2Q0",
+            },
+            "host": {"name": "WS-042", "id": "h-42", "os": {"type": os_type, "family": os_type, "name": "Windows 11"}},
+            "user": {"name": "alice", "domain": "CORP"},
+            "process": {
+                "name": executable.rsplit("\\", 1)[-1],
+                "executable": executable,
+                "pid": pid,
+                "entity_id": "e-1",
+                "parent": {"name": "explorer.exe", "executable": "C:\\Windows\\explorer.exe", "pid": 100},
+            },
+        }
+    )
+
+
+POSITIVE = endpoint_record("C:\\Users\\alice\\AppData\\Roaming\\nsm\\client32.exe")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(RULES)
+
+
+def test_positive_gives_one_alert(engine: Engine) -> None:
+    out = engine.process(POSITIVE)
+    assert out.rejection is None and not out.prefiltered
+    assert out.source == "endpoint"
+    assert len(out.alerts) == 1
+    assert out.alerts[0]["process"]["name"] == "client32.exe"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        endpoint_record("C:\\Program Files (x86)\\NetSupport\\NetSupport Manager\\client32.exe"),
+        endpoint_record("C:\\Users\\alice\\client32.exe", os_type="linux"),
+        endpoint_record("C:\\Users\\alice\\client32.exe", etype="end"),
+    ],
+    ids=["program-files", "not-windows", "not-start"],
+)
+def test_negatives_parse_but_do_not_alert(engine: Engine, raw: bytes) -> None:
+    out = engine.process(raw)
+    assert out.rejection is None and not out.prefiltered and out.alerts == []
+
+
+def test_benign_record_is_prefiltered_without_parsing(engine: Engine) -> None:
+    out = engine.process(endpoint_record("C:\\Windows\\System32\\svchost.exe"))
+    assert out.prefiltered and out.alerts == [] and out.rejection is None
+
+
+def test_same_bytes_same_alert_id(engine: Engine) -> None:
+    a = engine.process(POSITIVE).alerts[0]
+    b = engine.process(POSITIVE + b"\n").alerts[0]
+    assert a["kibana.alert.uuid"] == b["kibana.alert.uuid"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"process": {"name": "client32.exe"', "not_json"),
+        (b"hello client32", "not_json"),
+        (b"garbage", "not_json"),  # not framed like an object: parsed even though it lacks the needle
+        (b"[1, 2, 3]", "not_object"),
+        (b'"client32.exe"', "not_object"),
+        (b"[" * 2000 + b"]" * 2000, "too_deep"),
+        (b'{"foo": "bar", "note": "client32.exe"}', "unknown_source"),
+        (endpoint_record("C:\\Users\\a\\client32.exe", pid=[1, 2]), "bad_field_type"),
+        (b'{"process": "\xff\xfe client32"}', "not_utf8"),
+    ],
+)
+def test_bad_records_are_rejected_with_a_reason(engine: Engine, raw: bytes, reason: str) -> None:
+    out = engine.process(raw)
+    assert out.rejection is not None, out
+    assert out.rejection.reason == reason
+    assert out.rejection.reason in REASONS and out.rejection.detail
+    assert out.alerts == []
+
+
+def test_huge_record_is_rejected_before_parsing() -> None:
+    small = Engine(RULES, max_record_bytes=1000)
+    out = small.process(POSITIVE + b" " * 2000)
+    assert out.rejection is not None and out.rejection.reason == "too_large"
+
+
+def test_pinned_source_must_exist(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="unknown source"):
+        engine.process(POSITIVE, "nosuch")
+
+
+def test_without_prefilter_every_record_is_parsed() -> None:
+    full = Engine(RULES, use_prefilter=False)
+    out = full.process(endpoint_record("C:\\Windows\\System32\\svchost.exe"))
+    assert not out.prefiltered and out.source == "endpoint" and out.alerts == []
