@@ -1,0 +1,190 @@
+"""Reject raw records that cannot match any loaded rule, before paying for JSON parsing.
+
+From each compiled query we derive byte strings of which every matching record's raw JSON must contain
+at least one (case-insensitively). The derivation is conservative by construction:
+
+* Only comparisons over *verbatim* fields count: fields every normalizer copies from the raw record as a
+  substring. A derived field (host.os.type from "Win", event.type from an event code) says nothing about
+  the raw bytes.
+* Only runs of ASCII letters, digits and `_` are used. JSON encoders never need to escape those, while
+  punctuation is escaped by some encoders (`\\/`, HTML-safe `\\u003c`...). Case folding of an ASCII
+  pattern character under `:` only ever yields ASCII letters (Lucene's per-character rule), so an ASCII
+  lowercase search over the raw bytes finds every spelling the query accepts.
+* A record that contains a `\\u00XX` escape for a printable ASCII character may spell a needle in an
+  escaped form; it always passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from detector.rules.eql import And, Compare, CompiledQuery, Const, Node, Not, Or
+
+__all__ = ["MIN_NEEDLE", "Prefilter", "needles_for"]
+
+MIN_NEEDLE = 3  # a shorter needle would pass nearly every record and only cost time
+_WILDCARD_OPS = frozenset({":", "like", "like~"})
+_POSITIVE_OPS = frozenset({":", "like", "like~", "==", "in", "in~"})
+_RUN = re.compile(r"[A-Za-z0-9_]+")
+# A JSON escape for a printable ASCII character: the record may spell a needle in escaped form.
+_ASCII_ESCAPE = re.compile(rb"\\u00[2-7][0-9a-fA-F]")
+
+# A set of alternatives (any one must occur), or None for "no constraint".
+Alternatives = frozenset[str] | None
+
+
+def _best_run(value: str, wildcards: bool) -> str | None:
+    pieces = re.split(r"[*?]", value) if wildcards else [value]
+    runs = [run for piece in pieces for run in _RUN.findall(piece)]
+    if not runs:
+        return None
+    best = max(runs, key=len)
+    return best.lower() if len(best) >= MIN_NEEDLE else None
+
+
+def _leaf(cmp: Compare, verbatim: frozenset[str]) -> Alternatives:
+    if cmp.op not in _POSITIVE_OPS or cmp.field not in verbatim:
+        return None
+    out: set[str] = set()
+    for value in cmp.values:
+        if not isinstance(value, str):
+            return None  # numbers/booleans/null may be spelled differently in the raw record
+        run = _best_run(value, cmp.op in _WILDCARD_OPS)
+        if run is None:
+            return None
+        out.add(run)
+    return frozenset(out)
+
+
+def _selectivity(alts: frozenset[str]) -> tuple[int, int]:
+    # Longer shortest needle first, then fewer alternatives. An empty set (cannot match) wins outright.
+    if not alts:
+        return (1 << 30, 0)
+    return (min(len(a) for a in alts), -len(alts))
+
+
+def _minimise(alts: frozenset[str]) -> frozenset[str]:
+    # In a disjunction a needle containing another needle is redundant.
+    return frozenset(a for a in alts if not any(b != a and b in a for b in alts))
+
+
+def needles_for(node: Node, verbatim: frozenset[str]) -> Alternatives:
+    """Lowercase strings one of which every record matching `node` contains; None = no constraint."""
+    if isinstance(node, Compare):
+        return _leaf(node, verbatim)
+    if isinstance(node, Const):
+        return None if node.value else frozenset()
+    if isinstance(node, Not):
+        return None
+    if isinstance(node, Or):
+        union: set[str] = set()
+        for child in node.children:
+            alts = needles_for(child, verbatim)
+            if alts is None:
+                return None
+            union |= alts
+        return _minimise(frozenset(union))
+    if isinstance(node, And):
+        best: Alternatives = None
+        for child in node.children:
+            alts = needles_for(child, verbatim)
+            if alts is not None and (best is None or _selectivity(alts) > _selectivity(best)):
+                best = alts
+        return best
+    raise TypeError(f"unknown AST node {node!r}")
+
+
+@dataclass(frozen=True)
+class Prefilter:
+    literals: tuple[bytes, ...] | None
+    _test: Callable[[bytes], bool]
+
+    @classmethod
+    def for_queries(cls, queries: Sequence[CompiledQuery], verbatim_fields: frozenset[str]) -> Prefilter:
+        """A record passes if it may match any of the queries."""
+        union: set[str] = set()
+        for query in queries:
+            alts = needles_for(query.ast, verbatim_fields)
+            if alts is None:
+                return cls(None, _always)
+            union |= alts
+        needles = tuple(sorted(n.encode("ascii") for n in _minimise(frozenset(union))))
+        return cls(needles, _make_test(needles))
+
+    def __call__(self, raw: bytes) -> bool:
+        """True: the record may match (parse it). False: it cannot match any query."""
+        return self._test(raw)
+
+    def describe(self) -> str:
+        if self.literals is None:
+            return "no constraint (every record is parsed)"
+        if not self.literals:
+            return "no record can match (every record is skipped)"
+        shown = ", ".join('"' + n.decode("ascii") + '"' for n in self.literals)
+        return f"records must contain one of: {shown} (case-insensitive)"
+
+
+def _always(raw: bytes) -> bool:
+    return True
+
+
+def _case_class(ch: str) -> str:
+    if ch.isalpha():
+        return f"[{ch.lower()}{ch.upper()}]"
+    return re.escape(ch)
+
+
+def _anchored(needle: str) -> re.Pattern[bytes] | None:
+    """A regex that finds `needle` in any ASCII case without copying the record.
+
+    It starts with the needle's longest run of caseless characters (digits, `_`), so re's fast
+    literal-prefix scan does the work and only the rare hits check the letters around them
+    (e.g. "32" then "client" behind it). None when the needle has no caseless character.
+    """
+    runs = re.findall(r"[0-9_]+", needle)
+    if not runs:
+        return None
+    anchor = max(runs, key=len)
+    at = needle.index(anchor)
+    before, after = needle[:at], needle[at + len(anchor) :]
+    pattern = re.escape(anchor)
+    if before:
+        pattern += "(?<=" + "".join(_case_class(c) for c in before) + re.escape(anchor) + ")"
+    if after:
+        pattern += "(?=" + "".join(_case_class(c) for c in after) + ")"
+    return re.compile(pattern.encode("ascii"))
+
+
+def _make_test(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
+    escape_search = _ASCII_ESCAPE.search
+    if not needles:
+        return lambda raw: False
+    anchored = [_anchored(n.decode("ascii")) for n in needles]
+    searches = tuple(p.search for p in anchored if p is not None)
+    lowered = tuple(n for n, p in zip(needles, anchored, strict=True) if p is None)
+
+    if len(searches) == 1 and not lowered:
+        (search,) = searches
+
+        def one(raw: bytes) -> bool:
+            # Measured on 1.6-5 KB records: the anchored scan plus the escape scan cost about half to
+            # two thirds of orjson.loads; `needle in raw.lower()` alone costs as much as both.
+            return search(raw) is not None or escape_search(raw) is not None
+
+        return one
+
+    def many(raw: bytes) -> bool:
+        for search in searches:
+            if search(raw) is not None:
+                return True
+        if lowered:
+            low = raw.lower()
+            for n in lowered:
+                if n in low:
+                    return True
+        # Only reached when no needle was found: the record may spell one with \u escapes.
+        return escape_search(raw) is not None
+
+    return many

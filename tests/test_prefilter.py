@@ -1,0 +1,273 @@
+"""The literal prefilter: needle derivation, safety on raw bytes, and a differential property test."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detector.rules.eql import compile_query
+from detector.rules.prefilter import Prefilter, needles_for
+from tests.test_eql import REVISED, SEED
+
+VERBATIM = frozenset(
+    {
+        "process.name",
+        "process.executable",
+        "process.parent.name",
+        "process.parent.executable",
+        "process.pe.original_file_name",
+        "process.command_line",
+    }
+)
+
+
+def pf(*queries: str) -> Prefilter:
+    return Prefilter.for_queries([compile_query(q) for q in queries], VERBATIM)
+
+
+# ---------------------------------------------------------------------------------------- derivation
+
+
+def test_seed_rule_needle() -> None:
+    p = pf(SEED)
+    assert p.literals == (b"client32",)
+    assert p.describe() == 'records must contain one of: "client32" (case-insensitive)'
+
+
+def test_revised_rule_needle() -> None:
+    assert pf(REVISED).literals == (b"client32",)
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        # OR with a branch lacking a constraint: none
+        ('process.name : "client32.exe" or host.os.type == "windows"', None),
+        ('process.name : "client32.exe" or process.name != "x"', None),
+        # non-verbatim fields never contribute
+        ('host.os.type == "windows"', None),
+        ('event.type == "start" and host.os.type == "windows"', None),
+        ('event.type == "start" and process.name : "cmd.exe"', {"cmd"}),
+        # NOT and != give nothing
+        ('not process.name : "client32.exe"', None),
+        ('process.name != "client32.exe"', None),
+        # backslash patterns split on wildcards and punctuation; longest run wins
+        ('process.executable : "?:\\\\Users\\\\*.exe"', {"users"}),
+        ('process.executable : "\\\\Device\\\\HarddiskVolume?\\\\ProgramData\\\\*.exe"', {"harddiskvolume"}),
+        ('process.executable : "C:\\\\Tools\\\\*\\\\x.exe"', {"tools"}),
+        # == and in take the value as is (no wildcards), still split on punctuation
+        ('process.name == "a*client32"', {"client32"}),
+        ('process.name in ("psexec.exe", "paexec.exe")', {"psexec", "paexec"}),
+        ('process.name in~ ("PsExec.exe")', {"psexec"}),
+        ('process.name like "Rundll32*"', {"rundll32"}),
+        # a value whose best run is shorter than 3 characters: no constraint
+        ('process.name : "a*b"', None),
+        ('process.name in ("cmd.exe", "sh")', None),
+        ("process.name == 123", None),
+        # AND picks the most selective conjunct
+        ('process.name : "cmd.exe" and process.executable : "*\\\\powershell\\\\*"', {"powershell"}),
+        ('process.name : ("aaaa", "bbbbb") and process.executable : "*ccccc*"', {"ccccc"}),
+        # OR unions, and drops needles containing another needle
+        ('process.name : "client32.exe" or process.parent.name : "client32"', {"client32"}),
+        ('process.name : "abcd" or process.name : "xabcdx" or process.name : "zzz"', {"abcd", "zzz"}),
+        # non-ASCII splits runs
+        ('process.name : "caf\u00e9_long.exe"', {"_long"}),
+        ("false", set()),
+        ("true", None),
+    ],
+)
+def test_needles(condition: str, expected: set[str] | None) -> None:
+    got = needles_for(compile_query(f"any where {condition}").ast, VERBATIM)
+    assert got == (None if expected is None else frozenset(expected))
+
+
+def test_union_over_queries() -> None:
+    p = pf('any where process.name : "psexec.exe"', 'any where process.name : "client32.exe"')
+    assert p.literals == (b"client32", b"psexec")
+    assert pf(SEED, "any where true").literals is None
+    no_rules = Prefilter.for_queries([], VERBATIM)
+    assert no_rules.literals == () and not no_rules(b'{"a": 1}')
+
+
+def test_no_constraint_passes_everything() -> None:
+    p = pf('any where host.os.type == "windows"')
+    assert p.literals is None
+    assert p(b"") and p(b"anything")
+    assert "no constraint" in p.describe()
+
+
+# --------------------------------------------------------------------------------------------- safety
+
+
+BENIGN = orjson.dumps(
+    {
+        "winlog": {
+            "event_id": 1,
+            "event_data": {
+                "Image": "C:\\Windows\\System32\\svchost.exe",
+                "ParentImage": "C:\\Windows\\System32\\services.exe",
+                "CommandLine": "C:\\Windows\\system32\\svchost.exe -k netsvcs -p",
+                "Hashes": "SHA256=" + "A" * 64,
+            },
+        },
+        "message": "Process Create: Image: C:\\Windows\\System32\\svchost.exe " * 20,
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"Image":"C:\\\\Users\\\\x\\\\client32.exe"}',
+        b'{"Image":"C:\\\\Users\\\\x\\\\CLIENT32.EXE"}',
+        b'{"Image":"C:\\\\Users\\\\x\\\\ClIeNt32.exe"}',
+        b'{"Image":"C:\\\\Users\\\\x\\\\\\u0063lient32.exe"}',  # c escaped
+        b'{"Image":"C:\\\\Users\\\\x\\\\cli\\u0045nt32.exe"}',  # E escaped
+        b'{"x":"\\u002f"}',  # any printable-ASCII escape passes
+    ],
+)
+def test_may_match(raw: bytes) -> None:
+    assert pf(SEED)(raw) is True
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        BENIGN,
+        b'{"Image":"C:\\\\Users\\\\x\\\\client31.exe"}',
+        b'{"Image":"C:\\\\Users\\\\x\\\\cl\\u00e9ent32.exe"}',  # non-ASCII escape cannot spell an ASCII letter
+        b'{"Image":"C:\\\\Users\\\\x\\\\c\\u0130ient32.exe"}',
+        b"",
+    ],
+)
+def test_cannot_match(raw: bytes) -> None:
+    assert pf(SEED)(raw) is False
+
+
+def test_benign_record_size() -> None:
+    assert 1400 <= len(BENIGN) <= 2500
+
+
+def test_many_needles() -> None:
+    p = pf('any where process.name in ("psexec.exe", "client32.exe")')
+    assert p(b'{"n":"PSEXEC.exe"}') and p(b'{"n":"Client32"}')
+    assert not p(b'{"n":"cmd.exe"}')
+    assert p(b'{"n":"\\u0070sexec"}')
+
+
+# -------------------------------------------------------------------------------------- differential
+
+NAMES = st.sampled_from(
+    [
+        "client32.exe",
+        "CLIENT32.EXE",
+        "Client32.exe",
+        "cLiEnT32.ExE",
+        "client32",
+        "client32.exe.bak",
+        "svchost.exe",
+        "update.exe",
+        "cmd.exe",
+        "c\u0130ient32.exe",
+        "\u212alient32.exe",
+        "",
+    ]
+)
+ROOTS = st.sampled_from(
+    [
+        "C:\\Users\\bob\\",
+        "c:\\users\\",
+        "D:\\ProgramData\\nsm\\",
+        "C:\\PROGRAMDATA\\",
+        "C:\\Program Files\\NetSupport\\",
+        "C:\\Windows\\System32\\",
+        "\\Device\\HarddiskVolume3\\Users\\x\\",
+        "\\Device\\HarddiskVolume12\\ProgramData\\",
+        "/home/user/",
+    ]
+)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> dict[str, Any]:
+    name = draw(NAMES)
+    exe = draw(ROOTS) + draw(st.sampled_from([name, "client32.exe", "x.exe", "Client32.EXE"]))
+    event: dict[str, Any] = {
+        "event": {
+            "category": draw(st.sampled_from([["process"], ["process"], "process", ["file"]])),
+            "type": draw(st.sampled_from([["start"], ["start"], "start", ["end"]])),
+        },
+        "host": {"os": {"type": draw(st.sampled_from(["windows", "windows", "windows", "linux", "Windows"]))}},
+        "process": {"name": name, "executable": exe},
+    }
+    if draw(st.booleans()):
+        event["process"]["pe"] = {"original_file_name": draw(NAMES)}
+    if draw(st.booleans()):
+        pname = draw(NAMES)
+        event["process"]["parent"] = {"name": pname, "executable": draw(ROOTS) + pname}
+    if draw(st.booleans()):
+        event["message"] = draw(st.text(max_size=30))
+    return event
+
+
+def dumps_escaping_letters(value: Any) -> str:
+    if isinstance(value, str):
+        return (
+            '"'
+            + "".join(f"\\u{ord(c):04x}" if c.isascii() and c.isalpha() else json.dumps(c)[1:-1] for c in value)
+            + '"'
+        )
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(f"{dumps_escaping_letters(k)}:{dumps_escaping_letters(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, list):
+        return "[" + ",".join(dumps_escaping_letters(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events(), st.sampled_from(["orjson", "ascii", "ascii-all"]), st.sampled_from([SEED, REVISED]))
+def test_prefilter_never_rejects_a_match(event: dict[str, Any], encoding: str, query: str) -> None:
+    compiled = compile_query(query)
+    prefilter = Prefilter.for_queries([compiled], VERBATIM)
+    if encoding == "orjson":
+        raw = orjson.dumps(event)
+    elif encoding == "ascii":
+        raw = json.dumps(event, ensure_ascii=True).encode()
+    else:
+        # An encoder that escapes every ASCII letter: the \u check must let these through.
+        raw = dumps_escaping_letters(event).encode()
+        assert json.loads(raw) == event
+    if compiled.matches(orjson.loads(raw)):
+        assert prefilter(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events())
+def test_prefilter_rejects_records_without_the_needle(event: dict[str, Any]) -> None:
+    raw = orjson.dumps(event)
+    escaped = re.search(rb"\\u00[2-7][0-9a-fA-F]", raw) is not None
+    assert pf(SEED)(raw) == (b"client32" in raw.lower() or escaped)
+
+
+# The anchored search (caseless run first, letters checked around it) must agree exactly with the
+# straightforward `needle in raw.lower()` for every needle shape.
+@given(
+    needle=st.sampled_from(["client32", "ab12cd", "12ab", "abc", "x_y", "a1b2c3", "007"]),
+    prefix=st.text(alphabet='aAbBcC12_3\\" xyz', max_size=30),
+    middle=st.text(alphabet="aAbBcClLiIeEnNtT12_3x", max_size=12),
+    suffix=st.text(alphabet="aAbBcC12_3 dD", max_size=30),
+)
+def test_anchored_search_agrees_with_lowercase_search(needle: str, prefix: str, middle: str, suffix: str) -> None:
+    from detector.rules.prefilter import _make_test
+
+    test = _make_test((needle.encode(),))
+    for raw in ((prefix + middle + suffix).encode(), (prefix + needle.upper() + suffix).encode()):
+        assert test(raw) == (needle.encode() in raw.lower())
