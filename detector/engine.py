@@ -110,8 +110,8 @@ class Engine:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             msg = str(exc)
-            if "recursion" in msg.lower():
-                return Rejection(TOO_DEEP, "JSON nesting is deeper than the parser's limit of 1024")
+            if "depth" in msg.lower() or "recursion" in msg.lower():
+                return Rejection(TOO_DEEP, "JSON nesting is deeper than the limit of 1024 levels")
             if "utf-8" in msg.lower() or "surrogate" in msg.lower():
                 return Rejection(NOT_UTF8, f"record is not valid UTF-8: {msg}")
             return Rejection(NOT_JSON, f"not valid JSON: {msg}")

@@ -103,9 +103,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
         partitions=cfg.topic_partitions,
     )
     alerts = app.topic(cfg.alerts_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    windows = app.Table(
-        TABLE_NAME, default=None, partitions=cfg.topic_partitions, key_type=str, value_serializer="json"
-    )
+    windows = app.Table(TABLE_NAME, default=None, partitions=cfg.topic_partitions, key_type=str)
     state: dict[str, Any] = {"agent_started": False}
 
     async def publish(record: dict[str, Any], key: str) -> None:

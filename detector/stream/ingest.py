@@ -126,8 +126,9 @@ class IngestLoop(threading.Thread):
                 **base,
                 "acks": "all",
                 "enable.idempotence": True,
+                # No compression: the Faust side (aiokafka) reads the matches topic and lz4/zstd would
+                # need extra libraries there; matches and dead letters are rare anyway.
                 "linger.ms": 2,
-                "compression.type": "lz4",
             }
         )
         consumer.subscribe(list(self.cfg.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
