@@ -38,13 +38,20 @@ class Rejection:
 
 @dataclass(slots=True)
 class Outcome:
-    """What became of one raw record."""
+    """What became of one raw record. Treat it as read-only: prefiltered outcomes are shared."""
 
     source: str | None = None
     prefiltered: bool = False  # rejected on its bytes: it cannot match any loaded rule
     events: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejection: Rejection | None = None
+
+
+def _framed_as_object(raw: bytes) -> bool:
+    if raw[:1] == b"{" and raw[-1:] == b"}":
+        return True
+    body = raw.strip()  # rare: only records with surrounding whitespace pay for the copy
+    return body[:1] == b"{" and body[-1:] == b"}"
 
 
 class Engine:
@@ -68,6 +75,7 @@ class Engine:
         self.max_record_bytes = max_record_bytes
         self.prefilter = Prefilter.for_queries([r.compiled for r in rules], VERBATIM_FIELDS)
         self.use_prefilter = use_prefilter and self.prefilter.literals is not None
+        self._prefiltered: dict[str | None, Outcome] = {}
 
     def process(
         self,
@@ -80,19 +88,22 @@ class Engine:
     ) -> Outcome:
         if source is not None and source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
-        out = Outcome(source=source)
         if len(raw) > self.max_record_bytes:
-            out.rejection = Rejection(
-                TOO_LARGE, f"record is {len(raw)} bytes, over the {self.max_record_bytes}-byte limit"
+            return Outcome(
+                source=source,
+                rejection=Rejection(
+                    TOO_LARGE, f"record is {len(raw)} bytes, over the {self.max_record_bytes}-byte limit"
+                ),
             )
-            return out
         # A record framed like a JSON object that lacks every needle cannot match. Anything not framed
         # like an object is parsed, so that garbage gets its precise rejection reason, not a silent skip.
-        if self.use_prefilter and not self.prefilter(raw):
-            body = raw.strip()
-            if body[:1] == b"{" and body[-1:] == b"}":
-                out.prefiltered = True
-                return out
+        if self.use_prefilter and not self.prefilter(raw) and _framed_as_object(raw):
+            # The hot path: one shared, never-mutated outcome per source instead of an allocation.
+            skipped = self._prefiltered.get(source)
+            if skipped is None:
+                skipped = self._prefiltered[source] = Outcome(source=source, prefiltered=True)
+            return skipped
+        out = Outcome(source=source)
         rejection = self._parse_and_detect(raw, source, out, origin, keep_events, created)
         out.rejection = rejection
         return out

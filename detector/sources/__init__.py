@@ -1,0 +1,119 @@
+"""Source registry: raw vendor records -> ECS events, and which vendor a record comes from.
+
+`VERBATIM_FIELDS` is a safety contract with the prefilter (detector/rules/prefilter.py), which drops a
+record before parsing when its raw bytes lack every needle taken from comparisons over these fields.
+A field belongs here only if EVERY normalizer sets it to a substring of the raw record (up to ASCII
+case): copied as is, or the last segment of a path copied from the record, or one side of a
+`DOMAIN\\name` split. A wrong entry means missed detections, so when in doubt a field stays out.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from detector.sources import (
+    crowdstrike_fdr,
+    endgame,
+    endpoint,
+    m365_defender,
+    sentinel_one_cloud_funnel,
+    system_security,
+    windows_sysmon,
+    winlogbeat,
+)
+from detector.sources.base import Event, NormalizeError, Record, Source
+
+__all__ = [
+    "DETECTION_ORDER",
+    "SOURCES",
+    "VERBATIM_FIELDS",
+    "Event",
+    "NormalizeError",
+    "Record",
+    "Source",
+    "UnknownSourceError",
+    "detect_source",
+    "normalize",
+]
+
+
+class UnknownSourceError(NormalizeError):
+    """No source recognises the record."""
+
+
+_ALL: tuple[Source, ...] = (
+    endgame.SOURCE,
+    endpoint.SOURCE,
+    crowdstrike_fdr.SOURCE,
+    m365_defender.SOURCE,
+    sentinel_one_cloud_funnel.SOURCE,
+    system_security.SOURCE,
+    windows_sysmon.SOURCE,
+    winlogbeat.SOURCE,
+)
+SOURCES: MappingProxyType[str, Source] = MappingProxyType({s.name: s for s in _ALL})
+
+# Most specific marker first:
+# 1. winlogbeat before system_security/windows_sysmon: a Beat's Kafka message (@metadata.beat) carries the
+#    same winlog.channel, and its 7.x form is module-processed ECS that must not be re-mapped.
+# 2. m365_defender, crowdstrike_fdr, sentinel_one_cloud_funnel: vendor-native keys no ECS document has
+#    (records[] / AdvancedHunting-* category, event_simpleName+aid, tgt./src.process.*).
+# 3. endpoint and endgame: ECS documents told apart by agent.type / event.module / event.dataset.
+# 4. system_security, windows_sysmon: raw winlog documents, by channel.
+DETECTION_ORDER: tuple[str, ...] = (
+    "winlogbeat",
+    "m365_defender",
+    "crowdstrike_fdr",
+    "sentinel_one_cloud_funnel",
+    "endpoint",
+    "endgame",
+    "system_security",
+    "windows_sysmon",
+)
+
+VERBATIM_FIELDS: frozenset[str] = frozenset(
+    {
+        "process.name",
+        "process.executable",
+        "process.command_line",
+        "process.pe.original_file_name",
+        "process.parent.name",
+        "process.parent.executable",
+        "process.parent.command_line",
+        "user.name",
+        "user.domain",
+    }
+)
+
+
+def detect_source(record: Record) -> str | None:
+    """The name of the source whose markers the record carries, or None (see DETECTION_ORDER)."""
+    if not isinstance(record, dict):
+        return None
+    for name in DETECTION_ORDER:
+        if SOURCES[name].detect(record):
+            return name
+    return None
+
+
+def normalize(record: Record, source: str | None = None) -> tuple[str, list[Event]]:
+    """Normalise one raw record: (source name, ECS events).
+
+    `source` pins the source; None detects it. Raises ValueError for an unknown source name,
+    UnknownSourceError when detection fails and NormalizeError for wrong field types.
+    """
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
+    if not isinstance(record, dict):
+        raise NormalizeError(f"a record must be a JSON object, got {type(record).__name__}")
+    name = source if source is not None else detect_source(record)
+    if name is None:
+        keys = ", ".join(sorted(map(str, record))[:8]) or "none"
+        raise UnknownSourceError(f"no known source recognises this record (top-level keys: {keys})")
+    try:
+        return name, SOURCES[name].normalize(record)
+    except (NormalizeError, RecursionError):
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:
+        # A shape the normalizer did not anticipate; report it as bad input, never crash the caller.
+        raise NormalizeError(f"{name}: unexpected record shape ({type(exc).__name__}: {exc})") from exc
