@@ -113,8 +113,9 @@ def main() -> int:
         deadline_hint = time.monotonic() + 15
         while True:
             for msg in alerts.consume(num_messages=100, timeout=0.5):
-                if msg.error() is None and msg.value():
-                    print(_alert_row(orjson.loads(msg.value())), flush=True)
+                value = msg.value()
+                if msg.error() is None and value:
+                    print(_alert_row(orjson.loads(value)), flush=True)
             if deadline_hint and time.monotonic() > deadline_hint:
                 _print_counts()
                 deadline_hint = 0.0

@@ -55,7 +55,7 @@ def check_readable(paths: list[str]) -> None:
             fh.close()
 
 
-def iter_records(path: str, progress: Callable[[int], None] | None = None) -> Iterator[RawRecord]:
+def iter_records(path: str, progress: Callable[[int], object] | None = None) -> Iterator[RawRecord]:
     """Yield every non-blank record of `path`; `progress(n)` is told of each n bytes read from disk."""
     fh, _ = _open(path)
     name = "<stdin>" if path == "-" else path
@@ -92,7 +92,7 @@ def _first_byte(stream: BinaryIO) -> bytes:
     return stripped[:1]
 
 
-def _json_array(name: str, stream: BinaryIO, progress: Callable[[int], None] | None) -> Iterator[RawRecord]:
+def _json_array(name: str, stream: BinaryIO, progress: Callable[[int], object] | None) -> Iterator[RawRecord]:
     data = stream.read()
     if progress is not None:
         progress(len(data))
@@ -116,7 +116,7 @@ def _json_array(name: str, stream: BinaryIO, progress: Callable[[int], None] | N
 class _Counting(io.RawIOBase):
     """Counts compressed bytes read, so the progress bar of a .gz file tracks the file on disk."""
 
-    def __init__(self, inner: BinaryIO, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, inner: BinaryIO, progress: Callable[[int], object] | None) -> None:
         self._inner = inner
         self._progress = progress
 

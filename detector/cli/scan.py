@@ -138,8 +138,7 @@ def run_scan(args: argparse.Namespace) -> int:
     source = args.source
     try:
         for path in args.files:
-            update = bar.update if bar is not None else None
-            for rec in iter_records(path, update):
+            for rec in iter_records(path, None if bar is None else bar.update):
                 summary.records += 1
                 out = process(rec.data, source)
                 if out.prefiltered:

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -48,7 +48,7 @@ def tick_message(rule_id: str) -> bytes:
 
 def deadletter_headers(
     reason: str, detail: str, topic: str, partition: int, offset: int, source: str | None
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, str | bytes | None]]:
     return [
         ("detector.reason", reason.encode()),
         ("detector.detail", detail.encode()),
@@ -178,9 +178,10 @@ class IngestLoop(threading.Thread):
                     raise KafkaException(err)
                 log.warning("consume error: %s", err)
                 continue
-            topic = msg.topic()
-            partition = msg.partition()
-            offset = msg.offset()
+            # Always set on a consumed message without error; the stubs type them as optional.
+            topic = cast(str, msg.topic())
+            partition = cast(int, msg.partition())
+            offset = cast(int, msg.offset())
             offsets[(topic, partition)] = offset + 1
             pinned = topics.get(topic, AUTO)
             source = None if pinned == AUTO else pinned
