@@ -48,7 +48,7 @@ class Outcome:
 
 
 def _framed_as_object(raw: bytes) -> bool:
-    if raw[:1] == b"{" and raw[-1:] == b"}":
+    if raw[:1] == b"{" and (raw[-1:] == b"}" or raw[-2:] == b"}\n"):
         return True
     body = raw.strip()  # rare: only records with surrounding whitespace pay for the copy
     return body[:1] == b"{" and body[-1:] == b"}"

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from detector.cli.common import add_rule_option, add_source_option, rules_from_args
 from detector.engine import DEFAULT_MAX_RECORD_BYTES, Engine
-from detector.inputs import check_readable, iter_records
+from detector.inputs import check_readable, display_name, iter_records
 
 MAX_EXAMPLES = 5  # line references shown per rejection reason
 
@@ -138,16 +138,17 @@ def run_scan(args: argparse.Namespace) -> int:
     source = args.source
     try:
         for path in args.files:
-            for rec in iter_records(path, None if bar is None else bar.update):
+            name = display_name(path)
+            for lineno, data in iter_records(path, None if bar is None else bar.update):
                 summary.records += 1
-                out = process(rec.data, source)
+                out = process(data, source)
                 if out.prefiltered:
                     summary.prefiltered += 1
                     if source:
                         summary.by_source[source] += 1
                     continue
                 if out.rejection is not None:
-                    summary.reject(out.rejection.reason, f"{rec.file}:{rec.line}: {out.rejection.detail}")
+                    summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
                     continue
                 summary.by_source[out.source or "?"] += 1
                 for alert in out.alerts:
@@ -174,11 +175,12 @@ def run_normalize(args: argparse.Namespace) -> int:
     write = sys.stdout.buffer.write
     started = time.perf_counter()
     for path in args.files:
-        for rec in iter_records(path):
+        name = display_name(path)
+        for lineno, data in iter_records(path):
             summary.records += 1
-            out = engine.process(rec.data, args.source, keep_events=True)
+            out = engine.process(data, args.source, keep_events=True)
             if out.rejection is not None:
-                summary.reject(out.rejection.reason, f"{rec.file}:{rec.line}: {out.rejection.detail}")
+                summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
                 continue
             summary.by_source[out.source or "?"] += 1
             for event in out.events:

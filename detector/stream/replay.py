@@ -15,7 +15,7 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
-from detector.inputs import iter_records
+from detector.inputs import display_name, iter_records
 from detector.sources import detect_source
 from detector.stream.config import WorkerConfig
 
@@ -68,10 +68,12 @@ def replay(
     n = 0
     try:
         for path in files:
-            for rec in iter_records(path):
-                target, why = _topic_for(rec.data, source, topic)
+            name = display_name(path)
+            for lineno, line in iter_records(path):
+                data = line.rstrip(b"\r\n")  # the record's bytes as they are, without the file's line end
+                target, why = _topic_for(data, source, topic)
                 if target is None:
-                    result.skipped.append(f"{rec.file}:{rec.line}: {why}")
+                    result.skipped.append(f"{name}:{lineno}: {why}")
                     continue
                 if rate > 0:
                     # Pace against the start time, not per message, so the average rate holds.
@@ -80,7 +82,7 @@ def replay(
                         time.sleep(delay)
                 while True:
                     try:
-                        producer.produce(target, value=rec.data, on_delivery=on_delivery)
+                        producer.produce(target, value=data, on_delivery=on_delivery)
                         break
                     except BufferError:
                         producer.poll(0.1)  # local queue full: wait for deliveries
