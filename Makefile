@@ -31,7 +31,7 @@ lint: $(STAMP)
 
 ## Scan the bundled sample corpus that mixes all eight sources.
 scan-sample: $(STAMP)
-	$(BIN)/detector scan samples/corpus.ndjson
+	$(BIN)/detector scan samples/corpus.ndjson.gz
 
 kafka-up:
 	deploy/kafka/kafka.sh up

@@ -99,11 +99,11 @@ def main() -> int:
         )
         alerts.subscribe([cfg.alerts_topic])
         alerts.consume(num_messages=1, timeout=3)  # join the group before the replay starts
-        files = sorted(DEMO_DIR.glob("*.ndjson"))
+        files = sorted(DEMO_DIR.glob("*.ndjson.gz"))
         _say(f"replaying the demo corpus: {len(files)} files, one per source ({', '.join(SOURCES)})")
         for f in files:
             subprocess.run(
-                [sys.executable, "-m", "detector.cli.main", "replay", "--source", f.stem, str(f)],
+                [sys.executable, "-m", "detector.cli.main", "replay", "--source", f.name.split(".")[0], str(f)],
                 check=True,
                 env=os.environ | {"PYTHONWARNINGS": "ignore"},
             )
