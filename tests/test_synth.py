@@ -24,7 +24,7 @@ def test_generator_is_deterministic() -> None:
     b = [g.raw for g in generate(300, seed=5, netsupport_rate=0.1, malformed_rate=0.05)]
     c = [g.raw for g in generate(300, seed=6, netsupport_rate=0.1, malformed_rate=0.05)]
     assert a == b and a != c
-    assert SOURCE_NAMES == tuple(SOURCES)
+    assert tuple(SOURCES) == SOURCE_NAMES
 
 
 @pytest.mark.parametrize("source", SOURCE_NAMES)
