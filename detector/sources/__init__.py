@@ -110,14 +110,13 @@ def normalize(record: Record, source: str | None = None) -> tuple[str, list[Even
     if name is None:
         keys = ", ".join(sorted(map(str, record))[:8]) or "none"
         raise UnknownSourceError(f"no known source recognises this record (top-level keys: {keys})")
+    if source is not None and not SOURCES[name].detect(record):
+        # Pinned by its topic or --source, yet without that source's markers: normalising it anyway would
+        # yield an empty or made-up event and drop the record without a word.
+        keys = ", ".join(sorted(map(str, record))[:8]) or "none"
+        raise UnknownSourceError(f"record does not look like {name} data (top-level keys: {keys})")
     try:
-        events = SOURCES[name].normalize(record)
-        if source is not None and not events and not SOURCES[name].detect(record):
-            # Pinned by its topic or --source, yet nothing of that source's shape: saying so beats yielding
-            # no event at all, which would drop the record without a word.
-            keys = ", ".join(sorted(map(str, record))[:8]) or "none"
-            raise UnknownSourceError(f"record does not look like {name} data (top-level keys: {keys})")
-        return name, events
+        return name, SOURCES[name].normalize(record)
     except (NormalizeError, RecursionError):
         raise
     except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:
