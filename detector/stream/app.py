@@ -93,6 +93,8 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=cfg.session_timeout,
+        broker_heartbeat_interval=max(cfg.session_timeout / 3, 0.1),
     )
     matches = app.topic(
         cfg.matches_topic,
@@ -173,7 +175,8 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE)
+        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 by definition.
+        return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE.split("; charset")[0])
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -59,6 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_record_bytes", 1 << 20, "records larger than this go to the dead-letter topic"),
     Setting("batch_size", 2000, "records per consume() batch of the ingest consumer"),
     Setting("batch_timeout", 0.1, "seconds consume() waits to fill a batch"),
+    Setting("session_timeout", 10.0, "seconds without heartbeat before a worker's partitions move to another"),
     Setting("auto_offset_reset", "earliest", "where a new consumer group starts: earliest or latest"),
     Setting("http_host", "127.0.0.1", "address of the HTTP port (/healthz, /readyz, /metrics); 0.0.0.0 in a pod"),
     Setting("http_port", 8000, "HTTP port serving /healthz, /readyz and /metrics"),
@@ -92,6 +93,7 @@ class WorkerConfig:
     max_record_bytes: int = 1 << 20
     batch_size: int = 2000
     batch_timeout: float = 0.1
+    session_timeout: float = 10.0
     auto_offset_reset: str = "earliest"
     http_host: str = "127.0.0.1"
     http_port: int = 8000

@@ -117,6 +117,8 @@ class IngestLoop(threading.Thread):
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": self.cfg.auto_offset_reset,
                 "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": int(self.cfg.session_timeout * 1000),
+                "heartbeat.interval.ms": max(int(self.cfg.session_timeout * 1000 / 3), 100),
                 "fetch.max.bytes": 52428800,
                 "queued.max.messages.kbytes": 262144,
             }
@@ -240,17 +242,21 @@ class IngestLoop(threading.Thread):
             )
 
     def _update_lag(self, consumer: Consumer) -> None:
+        # Cached watermarks only: the high watermark comes with every fetch response, so this costs no
+        # broker round trip (a ListOffsets request per partition would stall the ingest loop for seconds).
         if not self._assignment:
             return
         try:
             positions = consumer.position([TopicPartition(t, p) for t, p in sorted(self._assignment)])
-            for tp in positions:
-                _, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                if tp.offset >= 0:
-                    lag = max(high - tp.offset, 0)
-                else:
-                    low, _ = consumer.get_watermark_offsets(tp, timeout=1.0, cached=True)
-                    lag = max(high - low, 0)
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
         except KafkaException as exc:
             log.debug("lag update skipped: %s", exc)
+            return
+        for tp in positions:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high < 0:
+                continue  # nothing fetched from this partition yet
+            offset = tp.offset if tp.offset >= 0 else max(low, 0)
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(high - offset, 0))

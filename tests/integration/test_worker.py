@@ -135,7 +135,8 @@ def test_sigkill_mid_stream_loses_no_alert(kafka_bootstrap: str, ns: Namespace, 
             time.sleep(0.2)
 
     alerts = Reader(kafka_bootstrap, ns.alerts)
-    first = WorkerProcess(ns.env(kafka_bootstrap), tmp_path / "worker1.log")
+    env = ns.env(kafka_bootstrap, DETECTOR_MAX_SIGNALS="0")  # no cap: every alert must arrive
+    first = WorkerProcess(env, tmp_path / "worker1.log")
     second: WorkerProcess | None = None
     try:
         first.wait_ready()
@@ -144,7 +145,7 @@ def test_sigkill_mid_stream_loses_no_alert(kafka_bootstrap: str, ns: Namespace, 
         alerts.wait_for(lambda m: len(m) >= 5, 60, "the first alerts")
         first.kill()  # SIGKILL: no shutdown, no final commit
         assert feeder.is_alive(), "the stream ended before the kill; make it longer"
-        second = WorkerProcess(ns.env(kafka_bootstrap), tmp_path / "worker2.log")
+        second = WorkerProcess(env, tmp_path / "worker2.log")
         second.wait_ready()
         feeder.join()
         alerts.wait_for(lambda m: {d["kibana.alert.uuid"] for d in alerts_only(m)} >= expected, 120, "every alert")
@@ -203,7 +204,7 @@ def test_two_workers_split_the_partitions(kafka_bootstrap: str, ns: Namespace, t
     gen = list(generate(8000, seed=23, netsupport_rate=0.01))
     records = [(g.source, g.raw) for g in gen]
     expected = expected_alert_ids(records)
-    env = ns.env(kafka_bootstrap)
+    env = ns.env(kafka_bootstrap, DETECTOR_MAX_SIGNALS="0")
     a = WorkerProcess(env, tmp_path / "a.log")
     b = WorkerProcess(env, tmp_path / "b.log")
     alerts = Reader(kafka_bootstrap, ns.alerts)
