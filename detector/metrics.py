@@ -71,6 +71,11 @@ class Metrics:
             registry=r,
         )
         self.batches = Counter("detector_ingest_batches", "consume() batches processed", registry=r)
+        self.commits_skipped = Counter(
+            "detector_ingest_commits_skipped",
+            "Batch commits refused because the partitions moved in a rebalance (the batch is re-read)",
+            registry=r,
+        )
         self.build_info = Gauge(
             "detector_build_info",
             "Version and loaded rules (value 1 per loaded rule)",

@@ -31,6 +31,15 @@ from detector.stream.config import AUTO, WorkerConfig
 log = logging.getLogger("detector.ingest")
 
 LAG_EVERY_S = 5.0
+_REBALANCE_COMMIT_ERRORS = frozenset(
+    {
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError._NO_OFFSET,
+        KafkaError.STALE_MEMBER_EPOCH,
+    }
+)
 TICK_EVERY_S = 1.0
 
 
@@ -225,8 +234,21 @@ class IngestLoop(threading.Thread):
         if produced:
             self._await_deliveries(producer)
         if offsets:
-            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            self._commit(consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()])
         m.batches.inc()
+
+    def _commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() in _REBALANCE_COMMIT_ERRORS:
+                # The partitions moved to another worker while this batch was processed. Everything it
+                # produced is acknowledged; the new owner re-reads the batch (at-least-once, same alert ids).
+                log.warning("commit skipped, partitions were reassigned: %s", err.str())
+                self.metrics.commits_skipped.inc()
+                return
+            raise
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

@@ -220,7 +220,9 @@ def test_two_workers_split_the_partitions(kafka_bootstrap: str, ns: Namespace, t
         alerts.wait_for(lambda m: len(m) >= len(expected), 90, f"{len(expected)} alerts")
         alerts.poll(2.0)
         ids = [d["kibana.alert.uuid"] for d in alerts_only(alerts.messages)]
-        assert sorted(ids) == sorted(expected)
+        # Exactly the expected set. A partition that moves between the workers while a match is in flight
+        # is re-read (at-least-once), so an alert may arrive twice, always with the same id.
+        assert set(ids) == set(expected) and len(set(expected)) == len(expected)
         for w in (a, b):
             consumed = sum(
                 float(line.rsplit(" ", 1)[1])
