@@ -21,10 +21,10 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from detector.synth import generate
 
 from bench._kafka import require_broker, start_worker
 from detector.sources import SOURCES
+from detector.synth import generate
 
 
 def main() -> None:

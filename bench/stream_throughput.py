@@ -18,10 +18,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from detector.synth import generate
 
 from bench._kafka import cpu_seconds, metric_sum, require_broker, start_worker
 from detector.sources import SOURCES
+from detector.synth import generate
 
 
 def preload(bootstrap: str, prefix: str, n: int, seed: int) -> dict[str, int]:

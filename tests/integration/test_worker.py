@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_INVALID
-from detector.synth import generate
 
 from detector.engine import Engine
 from detector.rules.model import load_rules
 from detector.sources import SOURCES
+from detector.synth import generate
 from tests.integration.harness import (
     Namespace,
     Reader,
