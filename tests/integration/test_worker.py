@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -105,6 +106,12 @@ def test_positives_alert_negatives_do_not_and_bad_records_are_dead_lettered(
         assert status == 200  # bad records did not stop the worker
         metrics = worker.metrics()
         assert "detector_records_rejected_total{" in metrics and "detector_alerts_emitted_total{" in metrics
+        (build_info,) = [line for line in metrics.splitlines() if line.startswith("detector_build_info{")]
+        assert 'rule_id="5f73aef2-7abc-4fd9-ac0d-ab8ec3e13891"' in build_info and 'rule_version="1"' in build_info
+        assert "detector_processing_latency_seconds_count" in metrics and "detector_consumer_lag_records{" in metrics
+        # Prometheus' own linter accepts the exposition (naming conventions, types, help texts).
+        lint = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
         code = worker.terminate()
         alerts.close()
