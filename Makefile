@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench clean
+.PHONY: install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream clean
 
 install: $(STAMP)
 
@@ -42,8 +42,13 @@ kafka-down:
 demo: $(STAMP)
 	$(BIN)/python -m detector.demo
 
+## Benchmarks print figures (they are scripts, not tests). The stream ones need `make kafka-up`.
 bench: $(STAMP)
-	$(BIN)/python bench/scan_throughput.py
+	$(BIN)/python -m bench.scan_throughput
+
+bench-stream: $(STAMP)
+	$(BIN)/python -m bench.stream_throughput
+	$(BIN)/python -m bench.stream_latency
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,6 +1,6 @@
 """`detector scan` throughput beside a bare orjson loop and the `eql` package, on the same lines, same run.
 
-    .venv/bin/python bench/scan_throughput.py [--records 200000] [--repeat 3]
+    .venv/bin/python -m bench.scan_throughput [--records 200000] [--repeat 3]
 
 The corpus is a generated realistic mix: all eight sources, record sizes like the vendors' (1-3 KB),
 about 0.1% NetSupport. Figures are the best of --repeat runs; compare the ratios, which are measured

@@ -1,6 +1,6 @@
 """p50/p99 from produce to alert through one `detector worker`, at a steady input rate (default 2,000/s).
 
-    make kafka-up && .venv/bin/python bench/stream_latency.py [--rate 2000] [--seconds 30]
+    make kafka-up && .venv/bin/python -m bench.stream_latency [--rate 2000] [--seconds 30]
 
 Latency of one alert = the time the alert is read from the alerts topic minus the time its source
 record was handed to the producer (same machine, same clock). The input mixes the eight sources with

@@ -1,6 +1,6 @@
 """Records/s through one `detector worker` draining a pre-loaded topic, beside a bare confluent-kafka loop.
 
-    make kafka-up && .venv/bin/python bench/stream_throughput.py [--records 500000]
+    make kafka-up && .venv/bin/python -m bench.stream_throughput [--records 500000]
 
 Both read the same pre-loaded topics (a realistic mix of the eight sources, ~0.1% NetSupport) with a
 fresh consumer group, in the same run, so their ratio is meaningful on a noisy shared machine.
