@@ -6,7 +6,7 @@ worker both call `Engine.process`, so a record gives the same verdict and the sa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +82,6 @@ class Engine:
         raw: bytes,
         source: str | None = None,
         *,
-        origin: Mapping[str, Any] | None = None,
         keep_events: bool = False,
         created: str | None = None,
     ) -> Outcome:
@@ -104,7 +103,7 @@ class Engine:
                 skipped = self._prefiltered[source] = Outcome(source=source, prefiltered=True)
             return skipped
         out = Outcome(source=source)
-        rejection = self._parse_and_detect(raw, source, out, origin, keep_events, created)
+        rejection = self._parse_and_detect(raw, source, out, keep_events, created)
         out.rejection = rejection
         return out
 
@@ -113,7 +112,6 @@ class Engine:
         raw: bytes,
         source: str | None,
         out: Outcome,
-        origin: Mapping[str, Any] | None,
         keep_events: bool,
         created: str | None,
     ) -> Rejection | None:
@@ -145,6 +143,6 @@ class Engine:
                 if rule.compiled.matches(event):
                     digest = digest or record_digest(raw)
                     out.alerts.append(
-                        build_alert(rule, event, source=src, digest=digest, index=i, origin=origin, created=created)
+                        build_alert(rule, event, source=src, digest=digest, index=i, created=created)
                     )
         return None

@@ -76,13 +76,10 @@ def build_alert(
     source: str,
     digest: str,
     index: int = 0,
-    origin: Mapping[str, Any] | None = None,
     created: str | None = None,
 ) -> dict[str, Any]:
     """One alert for `event`, the `index`-th ECS event normalised from the record with `digest`.
 
-    `origin` says where the record was read (topic/partition/offset, or file/line) and goes to the
-    ancestor entry, as Kibana records the source index and document id there.
     """
     ts = created or now_iso()
     doc: dict[str, Any] = {k: v for k, v in event.items() if k not in ("@timestamp", "event")}
@@ -93,8 +90,7 @@ def build_alert(
     doc["@timestamp"] = ts
     uid = alert_uuid(rule, digest, index)
     event_id = original_event.get("id") or f"{digest}:{index}"
-    origin = dict(origin or {})
-    ancestor: dict[str, Any] = {"id": event_id, "type": "event", "index": origin.get("index", source), "depth": 0}
+    ancestor: dict[str, Any] = {"id": event_id, "type": "event", "index": source, "depth": 0}
     doc.update(
         {
             "kibana.alert.uuid": uid,
@@ -136,6 +132,13 @@ def build_alert(
     for key in _ORIGINAL_EVENT_FIELDS:
         if key in original_event:
             doc[f"kibana.alert.original_event.{key}"] = original_event[key]
-    if origin:
-        doc["detector.origin"] = origin
     return doc
+
+
+def attach_origin(alert: dict[str, Any], topic: str, partition: int, offset: int) -> None:
+    """Say where a streamed record was read, as Kibana names the source index of an ancestor.
+
+    Applied after the fact, only to alerts, so the per-record hot path allocates nothing for it.
+    """
+    alert["kibana.alert.ancestors"][0]["index"] = topic
+    alert["detector.origin"] = {"topic": topic, "partition": partition, "offset": offset}

@@ -23,6 +23,7 @@ from typing import Any, cast
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from detector.alerts.builder import attach_origin
 from detector.engine import Engine
 from detector.metrics import Metrics
 from detector.rules.model import Rule
@@ -90,6 +91,8 @@ class IngestLoop(threading.Thread):
         self.running = False
         self._assignment: set[tuple[str, int]] = set()
         self._delivery_errors: list[str] = []
+        # topic -> pinned source; auto-detected topics are absent (None: the engine detects per record)
+        self._pinned = {t: src for t, src in cfg.topics.items() if src != AUTO}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -170,15 +173,15 @@ class IngestLoop(threading.Thread):
     # -- the hot path ------------------------------------------------------------------------------
     def _process_batch(self, consumer: Consumer, producer: Producer, batch: list[Message]) -> None:
         consumed_at = time.time()
-        topics = self.cfg.topics
+        pinned = self._pinned
         process = self.engine.process
         m = self.metrics
-        deadletter = self.cfg.deadletter_topic
-        matches = self.cfg.matches_topic
         on_delivery = self._on_delivery
         produced = 0
+        # Per-record bookkeeping is kept to dict updates keyed by what the message already holds; the
+        # metrics are updated once per batch.
         offsets: dict[tuple[str, int], int] = {}
-        counts: dict[tuple[str, str], int] = {}
+        consumed: dict[str, int] = {}
         prefiltered: dict[str, int] = {}
         for msg in batch:
             err = msg.error()
@@ -192,23 +195,19 @@ class IngestLoop(threading.Thread):
             # Always set on a consumed message without error; the stubs type them as optional.
             topic = cast(str, msg.topic())
             partition = cast(int, msg.partition())
-            offset = cast(int, msg.offset())
-            offsets[(topic, partition)] = offset + 1
-            pinned = topics.get(topic, AUTO)
-            source = None if pinned == AUTO else pinned
-            label = source or "auto"
-            counts[(label, topic)] = counts.get((label, topic), 0) + 1
+            offsets[(topic, partition)] = cast(int, msg.offset()) + 1
+            consumed[topic] = consumed.get(topic, 0) + 1
+            source = pinned.get(topic)
             raw = msg.value() or b""
-            out = process(
-                raw, source, origin={"index": topic, "topic": topic, "partition": partition, "offset": offset}
-            )
+            out = process(raw, source)
             if out.prefiltered:
-                prefiltered[label] = prefiltered.get(label, 0) + 1
+                prefiltered[topic] = prefiltered.get(topic, 0) + 1
                 continue
+            offset = cast(int, msg.offset())
             if out.rejection is not None:
-                m.rejected.labels(out.source or label, out.rejection.reason).inc()
+                m.rejected.labels(out.source or source or AUTO, out.rejection.reason).inc()
                 producer.produce(
-                    deadletter,
+                    self.cfg.deadletter_topic,
                     value=raw,
                     key=msg.key(),
                     headers=deadletter_headers(
@@ -218,19 +217,20 @@ class IngestLoop(threading.Thread):
                 )
                 produced += 1
                 continue
-            m.normalized.labels(out.source or label).inc()
+            m.normalized.labels(out.source or source or AUTO).inc()
             for alert in out.alerts:
+                attach_origin(alert, topic, partition, offset)
                 producer.produce(
-                    matches,
+                    self.cfg.matches_topic,
                     key=alert["kibana.alert.rule.rule_id"].encode(),
                     value=match_message(alert, consumed_at),
                     on_delivery=on_delivery,
                 )
                 produced += 1
-        for (label, topic), n in counts.items():
-            m.consumed.labels(label, topic).inc(n)
-        for label, n in prefiltered.items():
-            m.prefiltered.labels(label).inc(n)
+        for topic, n in consumed.items():
+            m.consumed.labels(pinned.get(topic) or AUTO, topic).inc(n)
+        for topic, n in prefiltered.items():
+            m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n)
         if produced:
             self._await_deliveries(producer)
         if offsets:
