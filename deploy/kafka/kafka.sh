@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real Apache Kafka broker (KRaft, one combined broker+controller node) on loopback, for dev, tests,
-# the demo and CI. Jars come from Maven Central through deploy/kafka/pom.xml; no Docker needed.
+# the demo and CI. Jars come from Maven Central through deploy/kafka/pom.xml (the version is pinned
+# there); no Docker and no Kafka distribution tarball needed: Java 17+ and Maven only.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,70 +13,157 @@ PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 HEAP="${KAFKA_HEAP:-512m}"
 READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-90}"
+LOG4J="${KAFKA_LOG4J:-$HERE/log4j2.properties}"
 LIB="$CACHE/lib"
+DATA="$STATE/data"
+CONFIG="$STATE/server.properties"
 PIDFILE="$STATE/kafka.pid"
 LOG="$STATE/kafka.log"
+# Kafka >= 4.0 has kafka.tools.StorageTool in kafka_2.13 (Scala), the broker main class kafka.Kafka.
+STORAGE_TOOL=kafka.tools.StorageTool
+MAIN_CLASS=kafka.Kafka
 
 usage() {
   cat <<USAGE
-usage: deploy/kafka/kafka.sh up|down [--wipe]|status|logs|--help
+usage: deploy/kafka/kafka.sh up | down [--wipe] | status | logs | --help
 
-  up       resolve the broker's jars with Maven (once, into $CACHE), format KRaft storage (once, in
-           $STATE) and start one broker+controller on $HOST:$PORT; waits until it answers.
-           Idempotent: a broker we started that is still running is left as it is.
-  down     stop the broker this script started (never another one); --wipe also deletes its data
-  status   say whether our broker is running
-  logs     follow the broker log
+  up       resolve Apache Kafka $(pinned_version)'s jars with Maven (first run only, into $LIB),
+           format KRaft storage (first run only, in $DATA) and start one combined broker+controller
+           on $HOST:$PORT (controller $HOST:$CONTROLLER_PORT) in the background; waits until it answers.
+           Idempotent: our broker already running is left as it is; a Kafka broker this script did not
+           start that answers on the port is reused as it is (exit 0); anything else there is an error.
+  down     stop the broker this script started (pid file; SIGTERM, SIGKILL after 30 s), never another one.
+           --wipe also deletes its state (data, cluster id, log) in $STATE
+  status   say whether our broker runs (exit 0) or not (exit 1)
+  logs     follow the broker log (prints its tail when stdout is not a terminal)
 
 environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HOST (127.0.0.1), KAFKA_HEAP (512m),
-             KAFKA_CACHE, KAFKA_STATE, KAFKA_READY_TIMEOUT (90 s)
+             KAFKA_CACHE (jars), KAFKA_STATE (data, log, pid), KAFKA_READY_TIMEOUT (90 s),
+             KAFKA_LOG4J (log4j2 config file)
 USAGE
 }
 
 say() { printf 'kafka: %s\n' "$*"; }
-die() { printf 'kafka: error: %s\n' "$*" >&2; exit 1; }
+die() {
+  printf 'kafka: error: %s\n' "$*" >&2
+  exit 1
+}
 
+pinned_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/pom.xml" | head -n1; }
+
+# The command line of a process, NULs as spaces; empty if it does not exist.
+cmdline_of() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
+
+# Is this pid a broker running on our state's config?
+is_our_broker() {
+  local cmd
+  cmd="$(cmdline_of "$1")"
+  [[ "$cmd" == *" $MAIN_CLASS $CONFIG"* ]]
+}
+
+# The pid in our pid file, if that process is alive and is our broker.
 our_pid() {
-  # The pid in our pid file, if that process is alive and is our broker.
   [[ -f "$PIDFILE" ]] || return 1
   local pid
-  pid="$(cat "$PIDFILE")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-  grep -q "kafka.Kafka" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  pid="$(<"$PIDFILE")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  is_our_broker "$pid" || return 1
   echo "$pid"
+}
+
+# Any process running a broker on our state dir (pid file or not): used to refuse a wipe under it.
+brokers_on_our_state() {
+  local d pid
+  for d in /proc/[0-9]*; do
+    pid="${d#/proc/}"
+    if is_our_broker "$pid"; then echo "$pid"; fi
+  done
 }
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
+python_bin() {
+  if [[ -x "$REPO/.venv/bin/python" ]]; then
+    echo "$REPO/.venv/bin/python"
+  elif command -v python3 >/dev/null; then
+    command -v python3
+  else
+    return 1
+  fi
+}
+
+# Does HOST:PORT speak Kafka? An ApiVersions request (standard library only), then, where
+# confluent-kafka is importable, a metadata request (the broker is serving, not just listening).
+# Exit 0: yes; 1: no; 2: cannot tell (no Python).
 answers_as_kafka() {
-  local py="$REPO/.venv/bin/python"
-  [[ -x "$py" ]] || py=python3
-  "$py" - "$HOST:$PORT" <<'PY' 2>/dev/null
-import sys
+  local py
+  py="$(python_bin)" || return 2
+  "$py" - "$HOST" "$1" <<'PY' 2>/dev/null
+import socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+client = b"kafka.sh"
+body = struct.pack(">hhih", 18, 0, 4242, len(client)) + client  # ApiVersions v0, correlation id 4242
+try:
+    with socket.create_connection((host, port), timeout=3) as s:
+        s.settimeout(3)
+        s.sendall(struct.pack(">i", len(body)) + body)
+        head = b""
+        while len(head) < 10:
+            chunk = s.recv(10 - len(head))
+            if not chunk:
+                sys.exit(1)
+            head += chunk
+except OSError:
+    sys.exit(1)
+size, corr, err = struct.unpack(">iih", head)
+if corr != 4242 or err not in (0, 35) or not 0 < size < 1 << 20:  # 35: UNSUPPORTED_VERSION, still Kafka
+    sys.exit(1)
 try:
     from confluent_kafka.admin import AdminClient
 except ImportError:
-    sys.exit(0)  # cannot ask in Kafka's protocol here; the open port and the log are all we have
-AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=5)
+    sys.exit(0)
+md = AdminClient({"bootstrap.servers": f"{host}:{port}", "log_level": 0}).list_topics(timeout=5)
+sys.exit(0 if md.brokers else 1)
 PY
 }
 
+check_tools() {
+  command -v java >/dev/null || die "Java 17+ is needed to run the broker (apt-get install openjdk-17-jre-headless)"
+  local major
+  major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  major="${major%%.*}"
+  if ! [[ "$major" =~ ^[0-9]+$ ]] || ((major < 17)); then
+    die "Kafka $(pinned_version) needs Java 17 or newer; 'java' is ${major:-unknown}"
+  fi
+}
+
 resolve_jars() {
-  local stamp="$CACHE/.resolved-$(sha1sum "$HERE/pom.xml" | cut -c1-12)"
+  local key stamp tmp
+  key="$(sha1sum "$HERE/pom.xml" | cut -c1-12)"
+  stamp="$LIB/.resolved-$key"
   [[ -f "$stamp" ]] && return 0
-  command -v mvn >/dev/null || die "Maven (mvn) is needed to resolve the broker's jars"
-  command -v java >/dev/null || die "Java 17+ is needed to run the broker"
-  say "resolving the broker's jars with Maven into $LIB (first run only)"
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to resolve the broker's jars (apt-get install maven)"
+  say "resolving Apache Kafka $(pinned_version) and its runtime dependencies with Maven into $LIB (first run only)"
+  mkdir -p "$CACHE"
+  tmp="$(mktemp -d "$CACHE/.lib.XXXXXX")"
+  if ! mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$CACHE/mvn.log" 2>&1; then
+    cat "$CACHE/mvn.log" >&2
+    rm -rf "$tmp"
+    die "Maven could not resolve the broker's jars (log above, also in $CACHE/mvn.log)"
+  fi
+  ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven resolved no kafka_2.13 jar into $tmp"
+  touch "$tmp/.resolved-$key"
+  # Swap in whole: an interrupted run never leaves a half-filled lib that looks resolved.
   rm -rf "$LIB"
-  mkdir -p "$LIB"
-  mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" \
-    || die "Maven could not resolve the broker's jars"
-  touch "$stamp"
+  mv "$tmp" "$LIB"
+  rm -f "$CACHE"/.resolved-* # stamps of earlier versions of this script
 }
 
 write_config() {
-  mkdir -p "$STATE/data"
-  cat >"$STATE/server.properties" <<PROPS
+  mkdir -p "$DATA"
+  cat >"$CONFIG" <<PROPS
+# Written by deploy/kafka/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
@@ -84,13 +172,16 @@ advertised.listeners=PLAINTEXT://$HOST:$PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$STATE/data
+log.dirs=$DATA
 num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
@@ -101,85 +192,132 @@ PROPS
 
 java_cmd() {
   java -Xms256m "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
-    "-Dlog4j2.configurationFile=$HERE/log4j2.properties" -cp "$LIB/*" "$@"
+    "-Dlog4j2.configurationFile=$LOG4J" -cp "$LIB/*" "$@"
 }
 
 format_storage() {
-  [[ -f "$STATE/data/meta.properties" ]] && return 0
+  local version formatted
+  version="$(pinned_version)"
+  if [[ -f "$DATA/meta.properties" ]]; then
+    formatted="$(cat "$STATE/format.version" 2>/dev/null || echo unknown)"
+    if [[ "$formatted" != "$version" && "$formatted" != unknown ]]; then
+      # A newer broker runs on older metadata (it keeps the old metadata.version); an older one does not.
+      if [[ "$(printf '%s\n%s\n' "$formatted" "$version" | sort -V | head -n1)" != "$formatted" ]]; then
+        die "the data in $DATA was written by Kafka $formatted, newer than the pinned $version; run '$0 down --wipe' first"
+      fi
+      say "note: the data in $DATA was formatted by Kafka $formatted; running $version on it"
+    fi
+    return 0
+  fi
   local cluster_id
-  if [[ -f "$STATE/cluster.id" ]]; then
-    cluster_id="$(cat "$STATE/cluster.id")"
+  if [[ -s "$STATE/cluster.id" ]]; then
+    cluster_id="$(<"$STATE/cluster.id")"
   else
-    cluster_id="$(java_cmd kafka.tools.StorageTool random-uuid | tail -n1)"
+    cluster_id="$(java_cmd "$STORAGE_TOOL" random-uuid 2>>"$STATE/format.log" | tail -n1)"
+    [[ "$cluster_id" =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not generate a cluster id (see $STATE/format.log)"
     echo "$cluster_id" >"$STATE/cluster.id"
   fi
-  say "formatting KRaft storage in $STATE/data (cluster $cluster_id)"
-  java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" >"$STATE/format.log" 2>&1 \
-    || { cat "$STATE/format.log" >&2; die "could not format KRaft storage"; }
+  say "formatting KRaft storage in $DATA (cluster $cluster_id)"
+  java_cmd "$STORAGE_TOOL" format -t "$cluster_id" -c "$CONFIG" >"$STATE/format.log" 2>&1 \
+    || {
+      cat "$STATE/format.log" >&2
+      die "could not format KRaft storage"
+    }
+  echo "$version" >"$STATE/format.version"
 }
 
 wait_ready() {
-  local pid="$1" waited=0
-  while ((waited < READY_TIMEOUT)); do
-    kill -0 "$pid" 2>/dev/null || { tail -n 40 "$LOG" >&2; rm -f "$PIDFILE"; die "the broker exited during start-up (log: $LOG)"; }
-    if port_open "$PORT" && grep -q "Kafka Server started" "$LOG" && answers_as_kafka; then
-      say "broker ready on $HOST:$PORT (pid $pid, log $LOG)"
-      return 0
+  local pid="$1" start=$SECONDS
+  while ((SECONDS - start < READY_TIMEOUT)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 40 "$LOG" >&2
+      rm -f "$PIDFILE"
+      die "the broker exited during start-up (log tail above; full log: $LOG)"
     fi
-    sleep 1
-    waited=$((waited + 1))
+    if port_open "$PORT" && grep -q "Kafka Server started" "$LOG"; then
+      local rc=0
+      answers_as_kafka "$PORT" || rc=$?
+      if ((rc != 1)); then
+        say "broker ready on $HOST:$PORT after $((SECONDS - start)) s (pid $pid, log $LOG)"
+        return 0
+      fi
+    fi
+    sleep 0.5
   done
   tail -n 40 "$LOG" >&2
-  die "the broker did not become ready in ${READY_TIMEOUT}s (log: $LOG)"
+  die "the broker did not become ready in ${READY_TIMEOUT} s (log tail above; pid $pid still runs; full log: $LOG; stop it with '$0 down')"
 }
 
 cmd_up() {
-  local pid
+  local pid rc=0
   if pid="$(our_pid)"; then
-    say "already running (pid $pid) on $HOST:$PORT"
+    say "already running (pid $pid) on $HOST:$PORT; nothing to do"
     return 0
   fi
   if port_open "$PORT"; then
-    if answers_as_kafka; then
-      say "a Kafka broker this script did not start already answers on $HOST:$PORT; using it as it is"
-      return 0
-    fi
-    die "port $HOST:$PORT is taken by something that is not a Kafka broker"
+    answers_as_kafka "$PORT" || rc=$?
+    case $rc in
+      0)
+        say "a Kafka broker this script did not start already answers on $HOST:$PORT: using it as it is (not managed here: 'down' will not stop it)"
+        return 0
+        ;;
+      2) die "$HOST:$PORT is taken by a process this script did not start, and without Python it cannot tell whether it is Kafka" ;;
+      *) die "$HOST:$PORT is taken by a process this script did not start that does not answer as a Kafka broker; free the port or set KAFKA_PORT" ;;
+    esac
   fi
+  if port_open "$CONTROLLER_PORT"; then
+    die "the controller port $HOST:$CONTROLLER_PORT is taken by a process this script did not start; free it or set KAFKA_CONTROLLER_PORT"
+  fi
+  if [[ -n "$(brokers_on_our_state)" ]]; then
+    die "a broker on $CONFIG runs without our pid file (pids: $(brokers_on_our_state | tr '\n' ' ')); not starting a second one"
+  fi
+  check_tools
   resolve_jars
   mkdir -p "$STATE"
   write_config
   format_storage
-  say "starting the broker on $HOST:$PORT"
+  say "starting Apache Kafka $(pinned_version) (KRaft broker+controller) on $HOST:$PORT"
   : >"$LOG"
   # setsid: the broker outlives the shell (and the CI step) that started it, until `down`.
+  # (In a non-interactive script the background child is no process-group leader, so setsid and nohup
+  # exec in place and $! is the JVM's pid.)
   setsid nohup java -Xms256m "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
-    "-Dlog4j2.configurationFile=$HERE/log4j2.properties" -cp "$LIB/*" kafka.Kafka "$STATE/server.properties" \
+    "-Dlog4j2.configurationFile=$LOG4J" -cp "$LIB/*" "$MAIN_CLASS" "$CONFIG" \
     >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
-  wait_ready "$(cat "$PIDFILE")"
+  wait_ready "$!"
 }
 
 cmd_down() {
-  local pid
+  local pid wipe=0
+  case "${1:-}" in
+    "") ;;
+    --wipe) wipe=1 ;;
+    *) die "unknown option to down: $1 (only --wipe)" ;;
+  esac
   if ! pid="$(our_pid)"; then
     rm -f "$PIDFILE"
     say "no broker started by this script is running (nothing stopped)"
   else
     say "stopping the broker (pid $pid)"
-    kill -TERM "$pid"
-    for _ in $(seq 1 30); do
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 60; i++)); do
       kill -0 "$pid" 2>/dev/null || break
-      sleep 1
+      sleep 0.5
     done
     if kill -0 "$pid" 2>/dev/null; then
       say "still running after 30 s: killing it"
       kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
     fi
     rm -f "$PIDFILE"
     say "stopped"
   fi
-  if [[ "${1:-}" == "--wipe" ]]; then
+  if ((wipe)); then
+    if [[ -n "$(brokers_on_our_state)" ]]; then
+      die "not wiping $STATE: a broker still runs on it (pids: $(brokers_on_our_state | tr '\n' ' '))"
+    fi
     rm -rf "$STATE"
     say "wiped $STATE"
   fi
@@ -198,11 +336,25 @@ cmd_status() {
   fi
 }
 
+cmd_logs() {
+  [[ -f "$LOG" ]] || die "no log yet at $LOG"
+  if [[ -t 1 ]]; then
+    exec tail -n 100 -F "$LOG"
+  fi
+  tail -n 200 "$LOG"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
-  down) shift; cmd_down "${1:-}" ;;
+  down)
+    shift
+    cmd_down "$@"
+    ;;
   status) cmd_status ;;
-  logs) exec tail -n 100 -F "$LOG" ;;
+  logs) cmd_logs ;;
   -h | --help | help) usage ;;
-  *) usage >&2; exit 2 ;;
+  *)
+    usage >&2
+    exit 2
+    ;;
 esac
