@@ -104,7 +104,9 @@ def test_positives_alert_negatives_do_not_and_bad_records_are_dead_lettered(
 
         status, _ = worker.get("/readyz")
         assert status == 200  # bad records did not stop the worker
-        metrics = worker.metrics()
+        deadline = time.monotonic() + 15  # consumer lag is sampled every 5 s
+        while "detector_consumer_lag_records{" not in (metrics := worker.metrics()) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert "detector_records_rejected_total{" in metrics and "detector_alerts_emitted_total{" in metrics
         (build_info,) = [line for line in metrics.splitlines() if line.startswith("detector_build_info{")]
         assert 'rule_id="5f73aef2-7abc-4fd9-ac0d-ab8ec3e13891"' in build_info and 'rule_version="1"' in build_info
