@@ -57,14 +57,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc, _ = start_worker(env, Path(tmp) / "worker.log")
         reader = Consumer(
-            {"bootstrap.servers": args.bootstrap, "group.id": f"{prefix}-reader", "auto.offset.reset": "earliest"}
+            {
+                "bootstrap.servers": args.bootstrap,
+                "group.id": f"{prefix}-reader",
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 10,  # the reader must not add its own long-poll delay to the figure
+            }
         )
         reader.subscribe([f"{prefix}.alerts"])
         stop = threading.Event()
 
         def read_alerts() -> None:
             while not stop.is_set():
-                for m in reader.consume(num_messages=100, timeout=0.1):
+                for m in reader.consume(num_messages=1, timeout=0.05):
                     if m.error() is not None or not m.value():
                         continue
                     now = time.time()

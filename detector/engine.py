@@ -142,7 +142,5 @@ class Engine:
             for rule in self.rules:
                 if rule.compiled.matches(event):
                     digest = digest or record_digest(raw)
-                    out.alerts.append(
-                        build_alert(rule, event, source=src, digest=digest, index=i, created=created)
-                    )
+                    out.alerts.append(build_alert(rule, event, source=src, digest=digest, index=i, created=created))
         return None

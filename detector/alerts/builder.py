@@ -78,9 +78,7 @@ def build_alert(
     index: int = 0,
     created: str | None = None,
 ) -> dict[str, Any]:
-    """One alert for `event`, the `index`-th ECS event normalised from the record with `digest`.
-
-    """
+    """One alert for `event`, the `index`-th ECS event normalised from the record with `digest`."""
     ts = created or now_iso()
     doc: dict[str, Any] = {k: v for k, v in event.items() if k not in ("@timestamp", "event")}
     original_event = dict(event.get("event") or {})

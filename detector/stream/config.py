@@ -58,7 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prefilter", True, "skip, unparsed, records that cannot match (false: parse and validate all)"),
     Setting("max_record_bytes", 1 << 20, "records larger than this go to the dead-letter topic"),
     Setting("batch_size", 2000, "records per consume() batch of the ingest consumer"),
-    Setting("batch_timeout", 0.1, "seconds consume() waits to fill a batch"),
+    Setting("batch_timeout", 0.02, "seconds consume() waits to fill a batch (a latency floor at low rates)"),
     Setting("session_timeout", 10.0, "seconds without heartbeat before a worker's partitions move to another"),
     Setting("auto_offset_reset", "earliest", "where a new consumer group starts: earliest or latest"),
     Setting("http_host", "127.0.0.1", "address of the HTTP port (/healthz, /readyz, /metrics); 0.0.0.0 in a pod"),
@@ -92,7 +92,7 @@ class WorkerConfig:
     prefilter: bool = True
     max_record_bytes: int = 1 << 20
     batch_size: int = 2000
-    batch_timeout: float = 0.1
+    batch_timeout: float = 0.02
     session_timeout: float = 10.0
     auto_offset_reset: str = "earliest"
     http_host: str = "127.0.0.1"
