@@ -57,7 +57,7 @@ def _alert_row(doc: dict[str, Any]) -> str:
         [
             str(doc.get("kibana.alert.original_time", ""))[:23],
             str(doc.get("detector.source", "")),
-            str(doc.get("host", {}).get("name", "")),
+            str(doc.get("host", {}).get("name") or doc.get("host", {}).get("hostname", "")),
             "\\".join(x for x in (user.get("domain"), user.get("name")) if x),
             str(p.get("name", "")),
             str(p.get("parent", {}).get("name", "")),

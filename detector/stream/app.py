@@ -143,7 +143,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
                 await publish_summary(rule, decision.summary_of)
             if decision is None or decision.publish:
                 host = alert.get("host") or {}
-                await publish(alert, str(host.get("name") or host.get("id") or "unknown"))
+                await publish(alert, str(host.get("name") or host.get("hostname") or host.get("id") or "unknown"))
                 done = time.time()
                 metrics.alerts_emitted.labels(rule.rule_id).inc()
                 metrics.processing_latency.observe(max(done - float(msg.get("consumed_at", done)), 0.0))

@@ -78,7 +78,8 @@ def test_positives_alert_negatives_do_not_and_bad_records_are_dead_lettered(
             assert "client32" in (
                 doc["process"].get("name", "") + doc["process"].get("parent", {}).get("name", "")
             ).lower() or (doc["process"].get("pe", {}).get("original_file_name", "").lower() == "client32.exe")
-            assert msg.key == str(doc.get("host", {}).get("name") or doc.get("host", {}).get("id")).encode()
+            host = doc.get("host", {})
+            assert msg.key == str(host.get("name") or host.get("hostname") or host.get("id")).encode()
         assert {d["detector.source"] for d in docs} == set(SOURCES)
 
         assert len(dead.messages) == sum(malformed.values())
