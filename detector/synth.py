@@ -25,16 +25,9 @@ from typing import Any
 
 import orjson
 
-SOURCE_NAMES = (
-    "endgame",
-    "endpoint",
-    "crowdstrike_fdr",
-    "m365_defender",
-    "sentinel_one_cloud_funnel",
-    "system_security",
-    "windows_sysmon",
-    "winlogbeat",
-)
+from detector.sources import SOURCES
+
+SOURCE_NAMES = tuple(SOURCES)
 _EPOCH = datetime(2026, 11, 20, 8, 0, 0, tzinfo=UTC)
 _USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar")
 _HOSTS = tuple(f"WKS-{dept}-{n:04d}" for dept in ("FIN", "HR", "ENG", "OPS", "SALES") for n in (7, 42, 107, 311))
