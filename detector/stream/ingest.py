@@ -91,6 +91,7 @@ class IngestLoop(threading.Thread):
         self.running = False
         self._assignment: set[tuple[str, int]] = set()
         self._delivery_errors: list[str] = []
+        self._positions: dict[tuple[str, int], int] = {}  # next offset to commit, per processed partition
         # topic -> pinned source; auto-detected topics are absent (None: the engine detects per record)
         self._pinned = {t: src for t, src in cfg.topics.items() if src != AUTO}
 
@@ -113,6 +114,7 @@ class IngestLoop(threading.Thread):
         self.assigned.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit_positions(consumer, {(p.topic, p.partition) for p in partitions})
         for p in partitions:
             self._assignment.discard((p.topic, p.partition))
             with contextlib.suppress(KeyError):  # never had a lag sample
@@ -133,6 +135,7 @@ class IngestLoop(threading.Thread):
                 "heartbeat.interval.ms": max(int(self.cfg.session_timeout * 1000 / 3), 100),
                 "fetch.max.bytes": 52428800,
                 "queued.max.messages.kbytes": 262144,
+                "on_commit": self._on_commit,
             }
         )
         producer = Producer(
@@ -165,8 +168,12 @@ class IngestLoop(threading.Thread):
                     self._update_lag(consumer)
                     last_lag = now
         finally:
-            # SIGTERM path: the current batch was finished and committed above; leave the group cleanly.
+            # SIGTERM path: the current batch was finished above; commit it and leave the group cleanly.
             producer.flush(10)
+            try:
+                self._commit_positions(consumer)
+            except KafkaException as exc:  # on the way out after another failure: report, don't mask it
+                log.error("final offset commit failed (the records will be re-read): %s", exc)
             consumer.close()
             log.info("ingest consumer closed")
 
@@ -234,21 +241,38 @@ class IngestLoop(threading.Thread):
         if produced:
             self._await_deliveries(producer)
         if offsets:
-            self._commit(consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+            # Everything this batch produced is acknowledged, so its offsets may be committed. Async: the
+            # broker round trip would otherwise cost more than the batch's records; revocation and shutdown
+            # commit synchronously (see _commit_positions).
+            self._positions.update(offsets)
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
         m.batches.inc()
 
-    def _commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+    def _commit_positions(self, consumer: Consumer, partitions: set[tuple[str, int]] | None = None) -> None:
+        """Synchronously commit what was processed on `partitions` (all by default) and forget them."""
+        keys = [k for k in self._positions if partitions is None or k in partitions]
+        if not keys:
+            return
+        offsets = [TopicPartition(t, p, self._positions.pop((t, p))) for t, p in keys]
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and err.code() in _REBALANCE_COMMIT_ERRORS:
-                # The partitions moved to another worker while this batch was processed. Everything it
-                # produced is acknowledged; the new owner re-reads the batch (at-least-once, same alert ids).
-                log.warning("commit skipped, partitions were reassigned: %s", err.str())
+            self._commit_failed(exc.args[0] if exc.args else None)
+
+    def _commit_failed(self, err: KafkaError | None) -> None:
+        if isinstance(err, KafkaError) and err.code() in _REBALANCE_COMMIT_ERRORS:
+            # The partitions moved to another worker first. Everything the batch produced is acknowledged;
+            # the new owner re-reads it (at-least-once, same alert ids).
+            log.warning("commit skipped, partitions were reassigned: %s", err.str())
+            self.metrics.commits_skipped.inc()
+            return
+        raise KafkaException(err)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            if err.code() in _REBALANCE_COMMIT_ERRORS:
                 self.metrics.commits_skipped.inc()
-                return
-            raise
+            log.warning("offset commit failed (the records will be re-read): %s", err.str())
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
