@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+import aiokafka
 import faust
 import orjson
 from mode import Service
@@ -33,6 +34,25 @@ from detector.stream.ingest import IngestLoop
 log = logging.getLogger("detector.worker")
 
 TABLE_NAME = "alert-windows"
+FETCH_MAX_WAIT_MS = 50
+
+
+class _PromptConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
+    """aiokafka consumer with a short fetch wait.
+
+    faust-streaming hard-codes fetch_max_wait_ms=1500 for its worker consumer; measured here, that put
+    the p99 of produce-to-alert at ~1.5 s, because a match can wait out a long poll on the internal topic.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["fetch_max_wait_ms"] = min(int(kwargs.get("fetch_max_wait_ms", 500)), FETCH_MAX_WAIT_MS)
+        super().__init__(*args, **kwargs)
+
+
+def _use_prompt_consumer() -> None:
+    # Faust looks the class up on the aiokafka module when it creates its consumer.
+    if aiokafka.AIOKafkaConsumer is not _PromptConsumer:
+        aiokafka.AIOKafkaConsumer = _PromptConsumer
 
 
 def faust_credentials(cfg: WorkerConfig) -> Any:
@@ -77,6 +97,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     caps = {r.rule_id: cap_for(r, cfg) for r in rules}
     cap_enabled = any(limit > 0 for limit, _ in caps.values())
     metrics.set_rules(rules)
+    _use_prompt_consumer()
 
     app = faust.App(
         f"{cfg.consumer_group}-agents",
