@@ -98,18 +98,18 @@ class Summary:
             "seconds": round(self.seconds, 3),
         }
 
-    def render(self, pinned_source: str | None) -> str:
+    def render(self, pinned_source: str | None, verb: str = "scanned", alerts: bool = True) -> str:
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"scanned {self.records:,} records in {self.seconds:.2f} s ({rate:,.0f} records/s)"]
+        lines = [f"{verb} {self.records:,} records in {self.seconds:.2f} s ({rate:,.0f} records/s)"]
         if self.prefiltered:
             lines.append(f"  skipped by the prefilter (cannot match, not parsed): {self.prefiltered:,}")
         label = "by source" if pinned_source or not self.prefiltered else "by source (parsed records)"
         by_source = ", ".join(f"{k} {v:,}" for k, v in sorted(self.by_source.items())) or "-"
         lines.append(f"  {label}: {by_source}")
-        total_alerts = sum(self.alerts_by_rule.values())
-        lines.append(f"  alerts: {total_alerts:,}")
-        for name, n in sorted(self.alerts_by_rule.items()):
-            lines.append(f"    {name}: {n:,}")
+        if alerts:
+            lines.append(f"  alerts: {sum(self.alerts_by_rule.values()):,}")
+            for name, n in sorted(self.alerts_by_rule.items()):
+                lines.append(f"    {name}: {n:,}")
         lines.append(f"  rejected: {sum(self.rejected.values()):,}")
         for reason, n in sorted(self.rejected.items()):
             shown = self.examples.get(reason, [])
@@ -187,6 +187,5 @@ def run_normalize(args: argparse.Namespace) -> int:
                 write(orjson.dumps(event) + b"\n")
     summary.seconds = time.perf_counter() - started
     sys.stdout.flush()
-    n_events = "normalised"
-    print(summary.render(args.source).replace("scanned", n_events, 1), file=sys.stderr)
+    print(summary.render(args.source, verb="normalised", alerts=False), file=sys.stderr)
     return 0
