@@ -9,6 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Shared 2-core machines: a slow example is load, not a bug. Per-test settings still choose the counts.
+settings.register_profile("project", deadline=None, print_blob=True)
+settings.load_profile("project")
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("DETECTOR_TEST_BOOTSTRAP", "127.0.0.1:9092")
