@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, TypeAlias
 
+from detector.fields import flatten, values
+
 __all__ = [
     "And",
     "Compare",
@@ -516,47 +518,9 @@ def wildcard_match(pattern: str, value: str) -> bool:
 # ------------------------------------------------------------------------------------------ field access
 
 
-def get_values(event: Mapping[str, Any], field: str) -> list[Any]:
-    """Every value at a dotted path, the way Elasticsearch flattens a document.
-
-    Nested objects and literal dotted keys (at any level) both resolve, lists of objects or of values
-    anywhere on the path are flattened, and null elements are dropped; a missing field gives [].
-    """
-    out: list[Any] = []
-    _collect(event, field.split("."), 0, out)
-    return out
-
-
-def _collect(node: Any, parts: list[str], i: int, out: list[Any]) -> None:
-    if i == len(parts):
-        _flatten_into(node, out)
-        return
-    if isinstance(node, list):
-        for item in node:
-            _collect(item, parts, i, out)
-        return
-    if not isinstance(node, Mapping):
-        return
-    key = parts[i]
-    for j in range(i + 1, len(parts) + 1):
-        if j > i + 1:
-            key = key + "." + parts[j - 1]
-        if key in node:
-            _collect(node[key], parts, j, out)
-
-
-def _flatten_into(value: Any, out: list[Any]) -> None:
-    if isinstance(value, list):
-        for item in value:
-            _flatten_into(item, out)
-    elif value is not None:
-        out.append(value)
-
-
-def _as_values(v: Any) -> list[Any]:
-    out: list[Any] = []
-    _flatten_into(v, out)
-    return out
+# One reader for every part of the detector: see detector/fields.py.
+get_values = values
+_as_values = flatten
 
 
 # ------------------------------------------------------------------------------------------ evaluation
