@@ -1,4 +1,4 @@
-"""A small EQL compiler: single-event queries, evaluated with Elasticsearch's semantics.
+r"""A small EQL compiler: single-event queries, evaluated with Elasticsearch's semantics.
 
 Only the subset Elastic's single-event detection rules use is accepted; everything else is refused with
 an `EqlError` that names the construct and where it is, so a rule that would silently mean something
@@ -11,10 +11,13 @@ Semantics follow what Elasticsearch does once the query is translated to query D
 * `not X` is a `must_not`, so it is true for an event where the field is missing.
 * `field != v` is `exists(field) and not (field == v)`: false on a missing field, and for a list true only
   when no element equals `v`.
-* `:` is case-insensitive using Lucene's per-character rule (AutomatonQueries.toCaseInsensitiveChar): a
-  pattern character c matches d iff d is c, Java's toLowerCase(c) or toUpperCase(c) (simple 1:1 case
-  mappings). `*` is any run of characters, `?` exactly one code point; a backslash is an ordinary character.
+* `:` is case-insensitive the way Elasticsearch's AutomatonQueries.toCaseInsensitiveChar is: ASCII
+  letters match either ASCII case, every other code point only itself (`é` does not match `É`).
+  `*` is any run of characters, `?` exactly one code point; a backslash is an ordinary character.
+  Matching costs time linear in the value's length (times the pattern's), whatever the value.
 * `==`, `in` and `like` are case-sensitive; `in~` is case-insensitive without wildcards, `like~` is `:`.
+* Strings take the escapes Elasticsearch's EQL grammar takes (`\\ \" \' \b \f \n \r \t` and `\u{XX}`
+  with 2 to 8 hex digits); anything else is refused.
 * Non-string values are compared through their keyword form (`str(5)`, booleans as "true"/"false");
   a number literal compares numerically, and a string value is parsed as a number for that purpose.
   Objects (dicts) never match a comparison.
@@ -211,8 +214,13 @@ def _read_ident(text: str, i: int) -> tuple[str, int]:
     return m.group(), m.end()
 
 
-_SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
-_HEX = re.compile(r"[0-9A-Fa-f]{1,8}")
+# Exactly the escapes Elasticsearch's EqlBase.g4 lexes (STRING_ESCAPE: '\\' [btnfr"'\\]) and
+# AbstractBuilder.unquoteString turns into characters; any other backslash sequence is a lexer error there.
+_SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+# UNICODE_ESCAPE is '\\u' '{' HEX_DIGIT+ '}'; unquoteString then requires 2 to 8 digits.
+_UNICODE_ESCAPE = re.compile(r"\{([0-9A-Fa-f]+)\}")
+# A raw string's closing """ may be followed by at most two more quotes, which belong to the text.
+_RAW_EXTRA_QUOTES = 2
 
 
 def _read_string(text: str, start: int) -> tuple[str, int]:
@@ -220,9 +228,15 @@ def _read_string(text: str, start: int) -> tuple[str, int]:
         end = text.find('"""', start + 3)
         if end < 0:
             raise EqlError("unterminated string", text, start)
+        body = text[start + 3 : end]
+        if "\n" in body or "\r" in body:
+            # Elasticsearch's raw-string token excludes line breaks too.
+            raise EqlError('unterminated string (a """ string cannot span lines)', text, start)
         # A raw string may end in quotes: `""""a""""` is the text `"a"`.
-        while text.startswith('"', end + 3):
+        extra = 0
+        while extra < _RAW_EXTRA_QUOTES and text.startswith('"', end + 3):
             end += 1
+            extra += 1
         return text[start + 3 : end], end + 3
     out: list[str] = []
     i, n = start + 1, len(text)
@@ -244,15 +258,18 @@ def _read_string(text: str, start: int) -> tuple[str, int]:
             i += 2
             continue
         if esc == "u":
-            m = _HEX.match(text, i + 3) if text.startswith("{", i + 2) else None
-            if m and text.startswith("}", m.end()):
-                cp = int(m.group(), 16)
-                if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
-                    raise EqlError(f"invalid unicode escape '\\u{{{m.group()}}}'", text, i)
-                out.append(chr(cp))
-                i = m.end() + 1
-                continue
-            raise EqlError("invalid unicode escape (expected \\u{1-8 hex digits})", text, i)
+            m = _UNICODE_ESCAPE.match(text, i + 2)
+            if m is None:
+                raise EqlError("invalid unicode escape (expected \\u{2 to 8 hex digits})", text, i)
+            digits = m.group(1)
+            if not 2 <= len(digits) <= 8:
+                raise EqlError(f"invalid unicode escape '\\u{{{digits}}}' (2 to 8 hex digits are allowed)", text, i)
+            cp = int(digits, 16)
+            if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+                raise EqlError(f"invalid unicode escape '\\u{{{digits}}}' (not a character)", text, i)
+            out.append(chr(cp))
+            i = m.end()
+            continue
         shown = "\\" + esc if esc else "\\"
         raise EqlError(f"invalid escape sequence '{shown}' in string", text, i)
 
@@ -451,27 +468,16 @@ class _Parser:
 # ------------------------------------------------------------------------------------- case & wildcards
 
 
-def _java_lower(c: str) -> str:
-    low = c.lower()
-    if len(low) == 1:
-        return low
-    # Only U+0130 has a multi-character full lowercase; its simple mapping is 'i'.
-    return "i" if c == "\u0130" else c
-
-
-def _java_upper(c: str) -> str:
-    up = c.upper()
-    if len(up) == 1:
-        return up
-    # Full uppercase expands (ß -> SS); the simple mapping is the titlecase form when that is one
-    # character (Greek with ypogegrammeni), otherwise the character itself.
-    title = c.title()
-    return title if len(title) == 1 else c
-
-
 def case_variants(c: str) -> frozenset[str]:
-    """The value characters a pattern character matches under `:` (Lucene's toCaseInsensitiveChar)."""
-    return frozenset((c, _java_lower(c), _java_upper(c)))
+    """The value characters a pattern character matches under `:`, `in~` and `like~`.
+
+    Elasticsearch builds these queries with AutomatonQueries.toCaseInsensitiveChar, which returns the
+    code point unchanged when it is above 128: only ASCII letters fold, so `é` does not match `É` and
+    `k` does not match the Kelvin sign.
+    """
+    if c.isascii() and c.isalpha():
+        return frozenset((c.lower(), c.upper()))
+    return frozenset((c,))
 
 
 def _char_regex(c: str, insensitive: bool) -> str:
@@ -502,17 +508,109 @@ def _compile_patterns(patterns: Iterable[str], insensitive: bool, wildcards: boo
     return re.compile(body, re.DOTALL)
 
 
-_wildcard_cache: dict[str, re.Pattern[str]] = {}
+_STARS = re.compile(r"\*+")
+
+StrTest = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class StrMatcher:
+    """Decides one str value against a pattern list.
+
+    `test` always answers. `fullmatch` is set when one regex decides on its own: the generated code calls
+    it directly, since that is the cheapest way to ask re.
+    """
+
+    test: StrTest
+    fullmatch: Callable[[str], re.Match[str] | None] | None
+
+
+def _glob_test(pattern: str, insensitive: bool) -> StrTest:
+    """Linear-time matcher for a pattern with two or more `*` (runs of stars already collapsed).
+
+    A backtracking regex for `a*b*c` can retry every split of the value between the stars, which is
+    quadratic or worse on a crafted value. Between stars every segment has a fixed length (`?` is one
+    code point), so taking each middle segment at its leftmost occurrence is exact: any later
+    occurrence leaves less room for the rest. The head must match at 0, the tail must end the value,
+    and the middles are searched in order inside what the two leave; every search moves forward, so
+    the whole match costs O(len(value) * len(pattern)).
+    """
+    head, *middle, tail = pattern.split("*")
+
+    def segment(text: str) -> re.Pattern[str]:
+        return re.compile(_pattern_regex(text, insensitive, wildcards=True), re.DOTALL)
+
+    head_match = segment(head).match if head else None
+    tail_match = segment(tail).match if tail else None
+    searches = tuple(segment(m).search for m in middle)
+    head_len, tail_len = len(head), len(tail)
+    min_len = head_len + tail_len + sum(len(m) for m in middle)
+
+    def test(value: str) -> bool:
+        n = len(value)
+        if n < min_len:
+            return False
+        if head_match is not None and head_match(value) is None:
+            return False
+        end = n - tail_len
+        if tail_match is not None and tail_match(value, end) is None:
+            return False
+        pos = head_len
+        for search in searches:
+            found = search(value, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return True
+
+    return test
+
+
+def _str_matcher(patterns: Iterable[str], insensitive: bool, wildcards: bool) -> StrMatcher:
+    """Any-of over the patterns, in time linear in the value's length times the patterns' length.
+
+    With at most one `*` an anchored regex is linear: the single `.*` backs off at most once over the
+    value, trying a fixed-length tail at each step. Patterns with more stars go through _glob_test.
+    """
+    simple: list[str] = []
+    globs: list[StrTest] = []
+    for p in dict.fromkeys(patterns):  # dedupe, keep order
+        collapsed = _STARS.sub("*", p) if wildcards else p
+        if wildcards and collapsed.count("*") >= 2:
+            globs.append(_glob_test(collapsed, insensitive))
+        else:
+            simple.append(collapsed)
+    if not globs:
+        fm = _compile_patterns(simple, insensitive, wildcards).fullmatch
+
+        def regex_test(value: str) -> bool:
+            return fm(value) is not None
+
+        return StrMatcher(regex_test, fm)
+    if not simple and len(globs) == 1:
+        return StrMatcher(globs[0], None)
+    simple_fm = _compile_patterns(simple, insensitive, wildcards).fullmatch if simple else None
+    all_globs = tuple(globs)
+
+    def any_test(value: str) -> bool:
+        if simple_fm is not None and simple_fm(value) is not None:
+            return True
+        return any(g(value) for g in all_globs)
+
+    return StrMatcher(any_test, None)
+
+
+_wildcard_cache: dict[str, StrTest] = {}
 
 
 def wildcard_match(pattern: str, value: str) -> bool:
-    """`value : pattern` for one string value: case-insensitive, `*` and `?` wildcards."""
-    rx = _wildcard_cache.get(pattern)
-    if rx is None:
-        rx = _compile_patterns((pattern,), insensitive=True, wildcards=True)
+    """`value : pattern` for one string value: ASCII case-insensitive, `*` and `?` wildcards."""
+    test = _wildcard_cache.get(pattern)
+    if test is None:
+        test = _str_matcher((pattern,), insensitive=True, wildcards=True).test
         if len(_wildcard_cache) < 4096:
-            _wildcard_cache[pattern] = rx
-    return rx.fullmatch(value) is not None
+            _wildcard_cache[pattern] = test
+    return test(value)
 
 
 # ------------------------------------------------------------------------------------------ field access
@@ -554,27 +652,18 @@ def _number(v: Any) -> float | None:
 ValuePred = Callable[[Any], bool]
 
 
-def _scalar_pred(cmp: Compare) -> tuple[ValuePred, re.Pattern[str] | None, frozenset[str] | None]:
-    """A predicate over one non-null scalar value, plus a regex or string set usable as a str fast path."""
+def _scalar_pred(cmp: Compare) -> tuple[ValuePred, StrMatcher | None, frozenset[str] | None]:
+    """A predicate over one non-null scalar value, plus a matcher or string set usable as a str fast path."""
     op = cmp.op
-    if op in (":", "like", "like~"):
-        rx = _compile_patterns((str(v) for v in cmp.values), insensitive=op != "like", wildcards=True)
-        fm = rx.fullmatch
+    if op in (":", "like", "like~", "in~"):
+        matcher = _str_matcher((str(v) for v in cmp.values), insensitive=op != "like", wildcards=op != "in~")
+        test = matcher.test
 
         def match_pattern(v: Any) -> bool:
             s = _keyword(v)
-            return s is not None and fm(s) is not None
+            return s is not None and test(s)
 
-        return match_pattern, rx, None
-    if op == "in~":
-        rx = _compile_patterns((str(v) for v in cmp.values), insensitive=True, wildcards=False)
-        fm = rx.fullmatch
-
-        def match_insensitive(v: Any) -> bool:
-            s = _keyword(v)
-            return s is not None and fm(s) is not None
-
-        return match_insensitive, rx, None
+        return match_pattern, matcher, None
     # ==, != and in: exact comparison against each literal.
     strings = frozenset(v for v in cmp.values if isinstance(v, str))
     all_strings = all(isinstance(v, str) for v in cmp.values)
@@ -603,10 +692,10 @@ def _scalar_pred(cmp: Compare) -> tuple[ValuePred, re.Pattern[str] | None, froze
     return match_exact, None, strings if all_strings else None
 
 
-def _values_pred(cmp: Compare) -> tuple[ValuePred, re.Pattern[str] | None, frozenset[str] | None, bool]:
+def _values_pred(cmp: Compare) -> tuple[ValuePred, StrMatcher | None, frozenset[str] | None, bool]:
     """A predicate over the raw value found at the field (None, scalar or list).
 
-    Returns (pred, regex, strings, negated). For a plain str value the fast path is `regex.fullmatch`
+    Returns (pred, matcher, strings, negated). For a plain str value the fast path is the matcher
     or `in strings`, negated for `!=`.
     """
     if cmp.values == (None,):
@@ -617,14 +706,14 @@ def _values_pred(cmp: Compare) -> tuple[ValuePred, re.Pattern[str] | None, froze
             return not _as_values(raw)
 
         return is_null, None, None, False
-    scalar, rx, strings = _scalar_pred(cmp)
+    scalar, matcher, strings = _scalar_pred(cmp)
     if cmp.op == "!=":
 
         def differs(raw: Any) -> bool:
             vals = _as_values(raw)
             return bool(vals) and not any(scalar(v) for v in vals)
 
-        return differs, rx, strings, True
+        return differs, matcher, strings, True
 
     def any_match(raw: Any) -> bool:
         if raw is None:
@@ -633,7 +722,7 @@ def _values_pred(cmp: Compare) -> tuple[ValuePred, re.Pattern[str] | None, froze
             return any(scalar(v) for v in _as_values(raw))
         return scalar(raw)
 
-    return any_match, rx, strings, False
+    return any_match, matcher, strings, False
 
 
 class _CodeGen:
@@ -662,11 +751,13 @@ class _CodeGen:
         return self.leaf(node) + "(ev)"
 
     def leaf(self, cmp: Compare) -> str:
-        pred, rx, strings, negated = _values_pred(cmp)
+        pred, matcher, strings, negated = _values_pred(cmp)
         p = self.name("p", pred)
         fn = f"_t{self.n}"
-        if rx is not None:
-            fast = f"{self.name('r', rx.fullmatch)}({{0}}) is {'' if negated else 'not '}None"
+        if matcher is not None and matcher.fullmatch is not None:
+            fast = f"{self.name('r', matcher.fullmatch)}({{0}}) is {'' if negated else 'not '}None"
+        elif matcher is not None:
+            fast = f"{'not ' if negated else ''}{self.name('g', matcher.test)}({{0}})"
         elif strings is not None and len(strings) == 1 and not negated:
             fast = "{0} == " + repr(next(iter(strings))).replace("{", "{{").replace("}", "}}")
         elif strings is not None:
