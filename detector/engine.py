@@ -6,6 +6,8 @@ worker both call `Engine.process`, so a record gives the same verdict and the sa
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,7 @@ import orjson
 from detector.alerts.builder import build_alert, record_digest
 from detector.rules.model import Rule
 from detector.rules.prefilter import Prefilter
-from detector.sources import SOURCES, VERBATIM_FIELDS, NormalizeError, UnknownSourceError, normalize
+from detector.sources import SOURCES, VERBATIM_FIELDS, Ignored, NormalizeError, UnknownSourceError, normalize
 
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
@@ -27,7 +29,12 @@ NOT_OBJECT = "not_object"
 TOO_DEEP = "too_deep"
 BAD_FIELD = "bad_field_type"
 UNKNOWN_SOURCE = "unknown_source"
-REASONS = (TOO_LARGE, NOT_UTF8, NOT_JSON, NOT_OBJECT, TOO_DEEP, BAD_FIELD, UNKNOWN_SOURCE)
+INTERNAL = "internal_error"  # a bug of ours, caught so that one record never stops the stream
+REASONS = (TOO_LARGE, NOT_UTF8, NOT_JSON, NOT_OBJECT, TOO_DEEP, BAD_FIELD, UNKNOWN_SOURCE, INTERNAL)
+
+_BOM = b"\xef\xbb\xbf"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_DETAIL_LIMIT = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,8 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejection: Rejection | None = None
+    # Malformed values dropped while normalising (field, why): the record was still evaluated without them.
+    ignored: list[Ignored] = field(default_factory=list)
 
 
 def _framed_as_object(raw: bytes) -> bool:
@@ -103,8 +112,11 @@ class Engine:
                 skipped = self._prefiltered[source] = Outcome(source=source, prefiltered=True)
             return skipped
         out = Outcome(source=source)
-        rejection = self._parse_and_detect(raw, source, out, keep_events, created)
-        out.rejection = rejection
+        try:
+            out.rejection = self._parse_and_detect(raw, source, out, keep_events, created)
+        except Exception as exc:  # one record must never stop a scan or the stream
+            out.alerts = []
+            out.rejection = Rejection(INTERNAL, _clip(f"internal error on this record ({type(exc).__name__}: {exc})"))
         return out
 
     def _parse_and_detect(
@@ -115,23 +127,17 @@ class Engine:
         keep_events: bool,
         created: str | None,
     ) -> Rejection | None:
-        try:
-            record = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            msg = str(exc)
-            if "depth" in msg.lower() or "recursion" in msg.lower():
-                return Rejection(TOO_DEEP, "JSON nesting is deeper than the limit of 1024 levels")
-            if "utf-8" in msg.lower() or "surrogate" in msg.lower():
-                return Rejection(NOT_UTF8, f"record is not valid UTF-8: {msg}")
-            return Rejection(NOT_JSON, f"not valid JSON: {msg}")
+        record, rejection = parse_record(raw)
+        if rejection is not None:
+            return rejection
         if not isinstance(record, dict):
             return Rejection(NOT_OBJECT, f"a record must be a JSON object, got {type(record).__name__}")
         try:
-            src, events = normalize(record, source)
+            src, events = normalize(record, source, out.ignored)
         except UnknownSourceError as exc:
-            return Rejection(UNKNOWN_SOURCE, str(exc))
+            return Rejection(UNKNOWN_SOURCE, _clip(str(exc)))
         except NormalizeError as exc:
-            return Rejection(BAD_FIELD, str(exc))
+            return Rejection(BAD_FIELD, _clip(str(exc)))
         except RecursionError:
             return Rejection(TOO_DEEP, "record is nested too deeply to normalise")
         out.source = src
@@ -142,5 +148,70 @@ class Engine:
             for rule in self.rules:
                 if rule.compiled.matches(event):
                     digest = digest or record_digest(raw)
-                    out.alerts.append(build_alert(rule, event, source=src, digest=digest, index=i, created=created))
+                    alert = build_alert(rule, event, source=src, digest=digest, index=i, created=created)
+                    orjson.dumps(alert)  # an alert that cannot be written must fail here, inside the guard
+                    out.alerts.append(alert)
         return None
+
+
+def parse_record(raw: bytes) -> tuple[Any, Rejection | None]:
+    """Parse a record as Elasticsearch's JSON parser (Jackson) would accept it: (value, None) or (None, why).
+
+    orjson is strict where Jackson is not: Jackson skips a UTF-8 byte-order mark and accepts an
+    unpaired UTF-16 surrogate escape ("\\ud800"), which Lucene indexes as U+FFFD. An attacker who puts
+    one into a logged command line must not turn the record into a dead letter, so such records are
+    parsed again leniently (rare: only after orjson refused them).
+    """
+    body = raw[3:] if raw.startswith(_BOM) else raw
+    try:
+        return orjson.loads(body), None
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+    lowered = msg.lower()
+    if "surrogate in string" in lowered or "is infinity when parsed" in lowered:
+        # The second: a number beyond a double (a 400-digit integer), which Jackson reads as a BigInteger.
+        return _parse_leniently(body)
+    if "depth" in lowered or "recursion" in lowered:
+        return None, Rejection(TOO_DEEP, "JSON nesting is deeper than the limit of 1024 levels")
+    if "utf-8" in lowered:
+        return None, Rejection(NOT_UTF8, _clip(f"record is not valid UTF-8: {msg}"))
+    return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {msg}"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _lenient_int(text: str) -> Any:
+    # orjson (and so the normal path) reads integers beyond 64 bits as floats; so does this path, which
+    # also keeps Python's int() away from its 4300-digit limit.
+    number = int(text) if len(text) <= 19 else float(text)
+    return number if -(1 << 64) < number < (1 << 64) else float(text)
+
+
+def _parse_leniently(body: bytes) -> tuple[Any, Rejection | None]:
+    try:
+        text = body.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_lenient_int)
+    except UnicodeDecodeError as exc:
+        return None, Rejection(NOT_UTF8, _clip(f"record is not valid UTF-8: {exc}"))
+    except RecursionError:
+        return None, Rejection(TOO_DEEP, "JSON nesting is deeper than the parser's limit")
+    except ValueError as exc:
+        return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {exc}"))
+    return _replace_surrogates(value), None
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def _clip(text: str) -> str:
+    # Details travel as dead-letter headers and summary lines; attacker-sized text must not.
+    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 3] + "..."

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["first", "flatten", "values"]
+__all__ = ["first", "flatten", "node", "values"]
 
 
 def values(doc: Any, dotted: str) -> list[Any]:
@@ -32,6 +32,36 @@ def first(doc: Any, dotted: str) -> Any:
     nature (a marker such as agent.type, a timestamp) where any value will do."""
     found = values(doc, dotted)
     return found[0] if found else None
+
+
+def node(doc: Any, dotted: str) -> Any:
+    """The raw value (object, array or scalar) at the first route to `dotted`, or None.
+
+    For reading a sub-object (winlog.event_data) or a value whose array-ness matters to the caller;
+    a rule's view of a field is `values`.
+    """
+    found = _node(doc, dotted.split("."), 0)
+    return None if found is _MISSING else found
+
+
+_MISSING = object()
+
+
+def _node(cur: Any, parts: list[str], i: int) -> Any:
+    if not isinstance(cur, Mapping):
+        return _MISSING
+    key = parts[i]
+    for j in range(i, len(parts)):
+        if j > i:
+            key = key + "." + parts[j]
+        if key in cur:
+            value = cur[key]
+            if j == len(parts) - 1:
+                return value
+            found = _node(value, parts, j + 1)
+            if found is not _MISSING:
+                return found
+    return _MISSING
 
 
 def flatten(value: Any) -> list[Any]:

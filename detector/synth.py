@@ -113,7 +113,9 @@ _HAS_END = frozenset(set(SOURCE_NAMES) - {"m365_defender"})
 # Sources that can say "not Windows" (winlog channels and M365 device tables here are Windows-only).
 _HAS_OS = frozenset({"endpoint", "crowdstrike_fdr", "sentinel_one_cloud_funnel", "endgame"})
 
-POSITIVE_VARIANTS = ("user_folder", "programdata", "mixed_case", "child_of_client32", "renamed")
+# malformed_pid: a positive whose process id has a wrong type. Elastic indexes it without that field
+# (ignore_malformed) and alerts, and so must we.
+POSITIVE_VARIANTS = ("user_folder", "programdata", "mixed_case", "child_of_client32", "renamed", "malformed_pid")
 NEAR_MISS_VARIANTS = (
     "program_files",
     "command_line_only",
@@ -125,7 +127,7 @@ NEAR_MISS_VARIANTS = (
     "network_from_client32",
     "original_name_case",
 )
-MALFORMED_VARIANTS = ("truncated", "not_object", "bad_field_type", "unknown_source", "too_deep", "too_large")
+MALFORMED_VARIANTS = ("truncated", "not_object", "bad_structure", "unknown_source", "too_deep", "too_large")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1167,7 +1169,7 @@ def _positive(source: str, rng: random.Random, p: Proc, variant: str | None = No
         variant = rng.choice(variants)
     folder = _programdata_dir(rng) if variant == "programdata" or rng.random() < 0.25 else _user_dir(rng, p.user)
     client = f"{folder}\\client32.exe"
-    if variant in ("user_folder", "programdata"):
+    if variant in ("user_folder", "programdata", "malformed_pid"):
         p = replace(p, executable=client, command_line=f'"{client}"', parent_executable="C:\\Windows\\explorer.exe")
     elif variant == "mixed_case":
         exe = rng.choice((client.upper(), client.replace("client32", "Client32"), client.lower()))
@@ -1238,8 +1240,9 @@ def _near_miss(source: str, rng: random.Random, p: Proc, variant: str | None = N
 
 
 def _malformed(source: str, rng: random.Random, p: Proc, variant: str | None = None) -> tuple[bytes, str]:
-    if variant not in MALFORMED_VARIANTS:
-        variant = rng.choice(MALFORMED_VARIANTS)
+    variants = malformed_variants(source)
+    if variant not in variants:
+        variant = rng.choice(variants)
     # Every variant mentions client32, so the prefilter lets it through and the parser must refuse it.
     client = f"C:\\Users\\{p.user}\\AppData\\Roaming\\NSM\\client32.exe"
     bad = replace(p, executable=client, command_line=f'"{client}"', activity="start", original_name=None)
@@ -1258,12 +1261,25 @@ def _malformed(source: str, rng: random.Random, p: Proc, variant: str | None = N
         huge = replace(bad, command_line=f'"{client}" /ARGS ' + "QUFB" * (300_000 + rng.randint(0, 1000)))
         return orjson.dumps(WRITERS[source](huge, rng)), variant
     doc = WRITERS[source](bad, rng)
-    _corrupt_pid(doc, rng)
+    if "records" in doc:
+        doc["records"] = {"category": "AdvancedHunting-DeviceProcessEvents", "note": "client32.exe"}
+    else:
+        doc["winlog"]["event_data"] = ["client32.exe"]
     return orjson.dumps(doc), variant
 
 
+# Sources whose records hold an object the normaliser must read (an Event Hub `records` list, winlog's
+# event_data): only there can a record's structure be wrong. Flat vendor records and ECS documents have
+# values only, and a malformed value is dropped (ignore_malformed), not a reason to refuse the record.
+_HAS_STRUCTURE = frozenset({"m365_defender", "system_security", "windows_sysmon"})
+
+
+def malformed_variants(source: str) -> tuple[str, ...]:
+    return tuple(v for v in MALFORMED_VARIANTS if v != "bad_structure" or source in _HAS_STRUCTURE)
+
+
 def _corrupt_pid(doc: dict[str, Any], rng: random.Random) -> None:
-    """Give the process id a type the normaliser must refuse (a list, an object, a non-numeric string)."""
+    """Give the process id a type no pipeline can index (a list of words, an object, a non-numeric string)."""
     wrong: Any = rng.choice((["not", "a", "pid"], {"value": 1}, "abc"))
     if "records" in doc:
         doc["records"][0]["properties"]["ProcessId"] = wrong
@@ -1292,7 +1308,10 @@ def _one(source: str, kind: str, rng: random.Random, ts: datetime, variant: str 
         proc, name = _near_miss(source, rng, base, variant)
     else:
         proc, name = _benign(source, rng, base)
-    return Generated(source, orjson.dumps(WRITERS[source](proc, rng)), kind, kind == "positive", name)
+    doc = WRITERS[source](proc, rng)
+    if name == "malformed_pid":
+        _corrupt_pid(doc, rng)
+    return Generated(source, orjson.dumps(doc), kind, kind == "positive", name)
 
 
 def _check_sources(sources: Sequence[str] | None) -> tuple[str, ...]:
@@ -1343,7 +1362,7 @@ def generate_exact(
     positive: int = 5,
     near_miss: int = 5,
     malformed: int = 3,
-    malformed_variants: Sequence[str] = MALFORMED_VARIANTS,
+    malformed_kinds: Sequence[str] | None = None,
 ) -> list[Generated]:
     """Exact counts for one source, shuffled; positives, near-misses and malformed records cycle through
     their variants so that a small file still shows each (the demo corpus)."""
@@ -1351,6 +1370,7 @@ def generate_exact(
     (source,) = _check_sources([source])
     pos = _positive_variants(source)
     near = _near_miss_variants(source)
+    variants = [v for v in (malformed_kinds or MALFORMED_VARIANTS) if v in malformed_variants(source)]
     rng.shuffle(pos)
     rng.shuffle(near)
     none: str | None = None
@@ -1358,7 +1378,7 @@ def generate_exact(
         [("benign", none)] * benign
         + [("positive", pos[i % len(pos)]) for i in range(positive)]
         + [("near_miss", near[i % len(near)]) for i in range(near_miss)]
-        + [("malformed", malformed_variants[i % len(malformed_variants)]) for i in range(malformed)]
+        + [("malformed", variants[i % len(variants)]) for i in range(malformed)]
     )
     rng.shuffle(plan)
     return [
@@ -1368,7 +1388,7 @@ def generate_exact(
 
 
 # The demo replays onto Kafka, whose default message limit (1 MB) a > 1 MiB record would exceed.
-DEMO_MALFORMED = ("truncated", "not_object", "bad_field_type", "unknown_source", "too_deep")
+DEMO_MALFORMED = ("truncated", "not_object", "bad_structure", "unknown_source", "too_deep")
 
 
 def write_demo(directory: Path, seed: int = 11) -> dict[str, int]:
@@ -1376,7 +1396,7 @@ def write_demo(directory: Path, seed: int = 11) -> dict[str, int]:
     directory.mkdir(parents=True, exist_ok=True)
     counts = {}
     for i, source in enumerate(SOURCE_NAMES):
-        records = generate_exact(source, seed=seed + i, malformed_variants=DEMO_MALFORMED)
+        records = generate_exact(source, seed=seed + i, malformed_kinds=DEMO_MALFORMED)
         data = b"".join(r.raw + b"\n" for r in records)
         (directory / f"{source}.ndjson.gz").write_bytes(gzip.compress(data, mtime=0))
         counts[source] = len(records)

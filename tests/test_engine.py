@@ -93,7 +93,7 @@ def test_same_bytes_same_alert_id(engine: Engine) -> None:
         (b'"client32.exe"', "not_object"),
         (b"[" * 2000 + b"]" * 2000, "too_deep"),
         (b'{"foo": "bar", "note": "client32.exe"}', "unknown_source"),
-        (endpoint_record("C:\\Users\\a\\client32.exe", pid=[1, 2]), "bad_field_type"),
+        (b'{"category": "AdvancedHunting-DeviceProcessEvents", "properties": "client32.exe"}', "bad_field_type"),
         (b'{"process": "\xff\xfe client32"}', "not_utf8"),
     ],
 )
@@ -120,3 +120,77 @@ def test_without_prefilter_every_record_is_parsed() -> None:
     full = Engine(RULES, use_prefilter=False)
     out = full.process(endpoint_record("C:\\Windows\\System32\\svchost.exe"))
     assert not out.prefiltered and out.source == "endpoint" and out.alerts == []
+
+
+# -- hostile input: what Elasticsearch indexes and alerts on, we alert on -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pid",
+    [b"1.2345678901234568e29", b"9223372036854775808", b"-9223372036854775809", b"18446744073709551615", b"9" * 30],
+)
+def test_a_number_beyond_64_bits_is_dropped_not_fatal(engine: Engine, pid: bytes) -> None:
+    # Once a poison pill: the alert could not be serialised, and the stream stopped on it forever.
+    raw = endpoint_record("C:\\Users\\alice\\client32.exe").replace(b'"pid":4242', b'"pid":' + pid)
+    assert pid in raw
+    out = engine.process(raw)
+    assert out.rejection is None and len(out.alerts) == 1
+    assert "pid" not in out.alerts[0]["process"]
+    assert [f for f, _ in out.ignored] == ["process.pid"]
+    orjson.dumps(out.alerts[0])
+
+
+def test_huge_integer_literal_in_the_record(engine: Engine) -> None:
+    raw = POSITIVE[:-1] + b', "sequence": ' + b"9" * 5000 + b"}"
+    out = engine.process(raw)
+    assert out.rejection is None and len(out.alerts) == 1
+
+
+def test_a_utf8_byte_order_mark_is_skipped_as_jackson_does(engine: Engine) -> None:
+    out = engine.process(b"\xef\xbb\xbf" + POSITIVE)
+    assert out.rejection is None and len(out.alerts) == 1
+    plain = engine.process(POSITIVE).alerts[0]
+    assert out.alerts[0]["kibana.alert.uuid"] != plain["kibana.alert.uuid"]  # different bytes, different record
+
+
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\udfff", b"\\ud800\\u0041", b"\\udc00\\ud800"])
+def test_unpaired_surrogate_escapes_become_replacement_characters(engine: Engine, escape: bytes) -> None:
+    # An attacker who controls a logged string cannot turn a true positive into a dead letter.
+    raw = POSITIVE.replace(b'"entity_id":"e-1"', b'"entity_id":"e-1","command_line":"client32.exe ' + escape + b'"')
+    assert raw != POSITIVE
+    out = engine.process(raw)
+    assert out.rejection is None, out.rejection
+    assert len(out.alerts) == 1
+    command_line = out.alerts[0]["process"]["command_line"]
+    assert "\ufffd" in command_line and not any(0xD800 <= ord(c) <= 0xDFFF for c in command_line)
+    orjson.dumps(out.alerts[0])
+
+
+def test_lenient_parse_keeps_json_rules(engine: Engine) -> None:
+    # The fallback parser accepts lone surrogates, nothing else orjson refuses.
+    for raw in (
+        b'{"a": "client32 \\ud800", "b": NaN}',
+        b'{"a": "client32 \\ud800", "b": Infinity}',
+        b'{"a": "client32 \\ud800",}',
+        b'{"a": "client32", "b": 1e400, "c": [}',
+    ):
+        out = engine.process(raw)
+        assert out.rejection is not None and out.rejection.reason == "not_json", raw
+
+
+def test_an_internal_error_is_a_rejection_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(RULES)
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("detector.engine.build_alert", boom)
+    out = engine.process(POSITIVE)
+    assert out.rejection is not None and out.rejection.reason == "internal_error"
+    assert "RuntimeError: bug" in out.rejection.detail and out.alerts == []
+
+
+def test_rejection_details_are_bounded(engine: Engine) -> None:
+    out = engine.process(b'{"client32' + b"k" * 100_000 + b'": 1}')
+    assert out.rejection is not None and out.rejection.reason == "unknown_source"
+    assert len(out.rejection.detail) <= 300

@@ -87,12 +87,24 @@ def test_events_validate_against_schema(source: str) -> None:
 
 
 @pytest.mark.parametrize("source", sorted(EXPECTED_NAMES))
-def test_bad_types_raise_normalize_error(source: str) -> None:
+def test_bad_types_are_dropped_or_rejected_never_silent(source: str) -> None:
+    # A malformed value is dropped and reported (Elastic's ignore_malformed); a wrong structure (an
+    # object where a value belongs, or a value where an object belongs) rejects the record. Either way
+    # the field is named.
     for record in lines(source, "bad"):
-        with pytest.raises(NormalizeError) as info:
-            normalize(record)
-        assert not isinstance(info.value, UnknownSourceError)
-        assert ":" in str(info.value)  # "<field>: <reason>"
+        ignored: list[tuple[str, str]] = []
+        try:
+            _, events = normalize(record, ignored=ignored)
+        except NormalizeError as exc:
+            assert not isinstance(exc, UnknownSourceError)
+            assert ":" in str(exc)  # "<field>: <reason>"
+            continue
+        assert ignored, (source, record)
+        for field, why in ignored:
+            assert field and why.startswith(field.split("[")[0]), (field, why)
+        for event in events:
+            errors = sorted(VALIDATOR.iter_errors(event), key=str)
+            assert not errors, f"{source}: {errors[0].message} at {list(errors[0].path)}"
 
 
 @pytest.mark.parametrize("source", sorted(EXPECTED_NAMES))
@@ -279,21 +291,79 @@ def test_unknown_source_and_unknown_name() -> None:
 
 
 @pytest.mark.parametrize(
-    "record",
+    ("record", "ignored_fields"),
     [
-        {"event_simpleName": "ProcessRollup2", "aid": "x", "ImageFileName": ["a"]},
-        {"records": "nope"},
-        {"category": "AdvancedHunting-DeviceProcessEvents", "properties": "nope"},
-        {"tgt.process.pid": 1.5, "tgt.process.name": "a.exe", "meta.event.name": "PROCESSCREATION"},
-        {"winlog": {"channel": "Security", "event_id": "4688", "event_data": {"ProcessId": {"x": 1}}}},
-        {"winlog": {"channel": "Microsoft-Windows-Sysmon/Operational", "event_id": True}},
-        {"agent": {"type": "endpoint"}, "@timestamp": 5},
-        {"agent": {"type": "endgame"}, "event": {"category": [1]}},
+        # A malformed value is dropped and named; the rest of the record is still an event.
+        ({"event_simpleName": "ProcessRollup2", "aid": "x", "ImageFileName": ["a"]}, ["ImageFileName"]),
+        (
+            {"winlog": {"channel": "Security", "event_id": "4688", "event_data": {"ProcessId": {"x": 1}}}},
+            ["winlog.event_data.ProcessId"],
+        ),
+        ({"agent": {"type": "endpoint"}, "@timestamp": 5}, ["@timestamp"]),
+        ({"agent": {"type": "endpoint"}, "process": {"pid": 2**63}}, ["process.pid"]),
+        ({"agent": {"type": "endpoint"}, "process": {"pid": 1.2345e29}}, ["process.pid"]),
+        ({"agent": {"type": "endpoint"}, "process": {"name": 1.5}}, ["process.name"]),
+        # What Elasticsearch coerces is not malformed: integers and booleans in keyword fields, a
+        # fractional number in a long field (truncated).
+        ({"tgt.process.pid": 1.5, "tgt.process.name": "a.exe", "meta.event.name": "PROCESSCREATION"}, []),
+        ({"winlog": {"channel": "Microsoft-Windows-Sysmon/Operational", "event_id": True}}, []),
+        ({"agent": {"type": "endgame"}, "event": {"category": [1]}}, []),
     ],
 )
-def test_odd_shapes_raise_normalize_error(record: dict[str, Any]) -> None:
+def test_malformed_values_are_dropped_and_named(record: dict[str, Any], ignored_fields: list[str]) -> None:
+    ignored: list[tuple[str, str]] = []
+    _, events = normalize(record, ignored=ignored)
+    assert len(events) == 1
+    assert [f for f, _ in ignored] == ignored_fields
+    for field in ignored_fields:
+        assert get(events[0], field) is None
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"category": "AdvancedHunting-DeviceProcessEvents", "properties": "nope"},
+        {"winlog": {"channel": "Security", "event_id": "4688", "event_data": ["not", "an", "object"]}},
+    ],
+)
+def test_wrong_structure_raises_normalize_error(record: dict[str, Any]) -> None:
     with pytest.raises(NormalizeError):
         normalize(record)
+
+
+def test_one_bad_record_in_an_envelope_spares_its_siblings() -> None:
+    good = lines("m365_defender", "positives")[0]
+    good_records = good.get("records", [good])
+    envelope = {
+        "records": [
+            "not a record",
+            {"category": "AdvancedHunting-DeviceProcessEvents", "properties": "nope"},
+            *good_records,
+        ]
+    }
+    ignored: list[tuple[str, str]] = []
+    _, events = normalize(envelope, ignored=ignored)
+    assert len(events) == len(good_records) >= 1
+    assert [f for f, _ in ignored] == ["records[]", "records[]"]
+    assert ignored[0][1].startswith("records[0]:") and ignored[1][1].startswith("records[1].properties:")
+
+
+def test_ecs_fields_hold_every_value_elasticsearch_indexes() -> None:
+    # Both routes to process.executable (a dotted key beside the nested object) are indexed by
+    # Elasticsearch: the rule must see both values, whichever comes first.
+    record = {
+        "agent": {"type": "endpoint"},
+        "event": {"category": "process", "type": "start"},
+        "process": {"executable": "C:\\Windows\\notepad.exe", "pid": [4, 5]},
+        "process.executable": "C:\\Users\\a\\client32.exe",
+        "host": [{"name": "a"}, {"name": "b"}],
+    }
+    _, events = normalize(record)
+    event = events[0]
+    assert event["process"]["executable"] == ["C:\\Windows\\notepad.exe", "C:\\Users\\a\\client32.exe"]
+    assert event["process"]["pid"] == [4, 5]
+    assert event["host"]["name"] == ["a", "b"]
+    assert event["event"]["category"] == ["process"]
 
 
 def test_helpers() -> None:
@@ -302,5 +372,5 @@ def test_helpers() -> None:
     assert iso_to_ms("2019-11-14T17:10:15.1515514Z", "t") == "2019-11-14T17:10:15.151Z"
     assert iso_to_ms("2020-10-27 20:00:14.320", "t") == "2020-10-27T20:00:14.320Z"
     assert iso_to_ms("2020-10-27T22:00:14+02:00", "t") == "2020-10-27T20:00:14.000Z"
-    with pytest.raises(NormalizeError, match="invalid timestamp"):
+    with pytest.raises(NormalizeError, match="invalid timestamp"):  # outside normalize(): an error
         iso_to_ms("2020-13-45T00:00:00Z", "t")

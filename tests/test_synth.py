@@ -16,11 +16,11 @@ from detector.engine import Engine
 from detector.rules.model import load_rules
 from detector.sources import detect_source
 from detector.synth import (
-    MALFORMED_VARIANTS,
     SOURCE_NAMES,
     generate,
     generate_exact,
     main,
+    malformed_variants,
 )
 
 RULES = load_rules()
@@ -31,7 +31,7 @@ FAST = Engine(RULES, use_prefilter=True)
 REASON = {
     "truncated": "not_json",
     "not_object": "not_object",
-    "bad_field_type": "bad_field_type",
+    "bad_structure": "bad_field_type",
     "unknown_source": "unknown_source",
     "too_deep": "too_deep",
     "too_large": "too_large",
@@ -83,7 +83,7 @@ def test_engine_agrees_with_the_generators_intent(source: str) -> None:
             assert detect_source(orjson.loads(g.raw)) == source
     assert kinds["positive"] > 60 and kinds["near_miss"] > 60 and kinds["malformed"] > 20 and kinds["benign"] > 1000
     assert {v for k, v in variants if k == "benign"} >= {"benign", "benign_file", "benign_network"}
-    assert {v for k, v in variants if k == "malformed"} == set(MALFORMED_VARIANTS)
+    assert {v for k, v in variants if k == "malformed"} == set(malformed_variants(source))
 
 
 def test_every_variant_appears_and_malformed_lines_reach_the_parser() -> None:

@@ -21,13 +21,14 @@ from detector.sources import (
     windows_sysmon,
     winlogbeat,
 )
-from detector.sources.base import Event, NormalizeError, Record, Source
+from detector.sources.base import Event, Ignored, NormalizeError, Record, Source, collect_ignored
 
 __all__ = [
     "DETECTION_ORDER",
     "SOURCES",
     "VERBATIM_FIELDS",
     "Event",
+    "Ignored",
     "NormalizeError",
     "Record",
     "Source",
@@ -96,11 +97,16 @@ def detect_source(record: Record) -> str | None:
     return None
 
 
-def normalize(record: Record, source: str | None = None) -> tuple[str, list[Event]]:
+def normalize(
+    record: Record, source: str | None = None, ignored: list[Ignored] | None = None
+) -> tuple[str, list[Event]]:
     """Normalise one raw record: (source name, ECS events).
 
     `source` pins the source; None detects it. Raises ValueError for an unknown source name,
-    UnknownSourceError when detection fails and NormalizeError for wrong field types.
+    UnknownSourceError when detection fails and NormalizeError when the record's structure is wrong (an
+    object where a value belongs, or the other way round). A malformed VALUE is dropped, as Elastic's
+    data streams drop it (ignore_malformed), and the event is still produced: each such value is
+    appended to `ignored` as (field, why), so that callers count what was dropped.
     """
     if source is not None and source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
@@ -109,16 +115,25 @@ def normalize(record: Record, source: str | None = None) -> tuple[str, list[Even
     name = source if source is not None else detect_source(record)
     if name is None:
         keys = ", ".join(sorted(map(str, record))[:8]) or "none"
-        raise UnknownSourceError(f"no known source recognises this record (top-level keys: {keys})")
+        raise UnknownSourceError(f"no known source recognises this record (top-level keys: {_clip(keys)})")
     if source is not None and not SOURCES[name].detect(record):
         # Pinned by its topic or --source, yet without that source's markers: normalising it anyway would
         # yield an empty or made-up event and drop the record without a word.
         keys = ", ".join(sorted(map(str, record))[:8]) or "none"
-        raise UnknownSourceError(f"record does not look like {name} data (top-level keys: {keys})")
+        raise UnknownSourceError(f"record does not look like {name} data (top-level keys: {_clip(keys)})")
     try:
-        return name, SOURCES[name].normalize(record)
+        with collect_ignored() as dropped:
+            events = SOURCES[name].normalize(record)
     except (NormalizeError, RecursionError):
         raise
     except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:
         # A shape the normalizer did not anticipate; report it as bad input, never crash the caller.
-        raise NormalizeError(f"{name}: unexpected record shape ({type(exc).__name__}: {exc})") from exc
+        raise NormalizeError(f"{name}: unexpected record shape ({type(exc).__name__}: {_clip(str(exc))})") from exc
+    if ignored is not None:
+        ignored.extend(dropped)
+    return name, events
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    # Keys and messages can carry attacker-sized text; a rejection detail stays one readable line.
+    return text if len(text) <= limit else text[: limit - 3] + "..."

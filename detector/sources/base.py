@@ -8,24 +8,31 @@ wrong-typed field fails with `NormalizeError` naming the field, never with a str
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from detector.fields import flatten, node, values
+
 __all__ = [
     "ECS_SUBSET",
     "Event",
+    "Ignored",
     "NormalizeError",
     "Record",
     "Source",
     "as_list_of_str",
     "as_mapping",
+    "collect_ignored",
     "copy_ecs_subset",
     "ensure_windows_os",
     "filetime_to_iso",
     "iso_to_ms",
     "lookup",
+    "malformed",
     "ms_epoch_to_iso",
     "opt_int",
     "opt_str",
@@ -51,34 +58,12 @@ class Source:
     fields: tuple[tuple[str, str], ...]
 
 
-_MISSING = object()
-
-
 def lookup(record: Mapping[str, Any], dotted: str) -> Any:
-    """Value at a dotted ECS path, whether the record nests it, flattens it or mixes both; None if absent.
+    """The raw value at a dotted ECS path (nested, flat-dotted or mixed keys), or None if absent.
 
-    Elasticsearch treats `{"process.name": x}` and `{"process": {"name": x}}` alike, and so must we.
+    For markers and sub-objects. Copying ECS fields takes every value instead (`copy_ecs_subset`).
     """
-    parts = dotted.split(".")
-    found = _lookup(record, parts, 0)
-    return None if found is _MISSING else found
-
-
-def _lookup(node: Any, parts: list[str], i: int) -> Any:
-    if not isinstance(node, Mapping):
-        return _MISSING
-    key = parts[i]
-    for j in range(i, len(parts)):
-        if j > i:
-            key = key + "." + parts[j]
-        if key in node:
-            value = node[key]
-            if j == len(parts) - 1:
-                return value
-            found = _lookup(value, parts, j + 1)
-            if found is not _MISSING:
-                return found
-    return _MISSING
+    return node(record, dotted)
 
 
 def _describe(value: Any) -> str:
@@ -86,40 +71,100 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Elasticsearch's long: values outside it are malformed for a long field (process.pid and the like).
+LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
+_TWO_63 = float(1 << 63)
+
+# (field, why) for each value dropped as malformed while normalising one record.
+Ignored = tuple[str, str]
+_IGNORED: ContextVar[list[Ignored] | None] = ContextVar("detector_ignored", default=None)
+
+
+@contextmanager
+def collect_ignored() -> Iterator[list[Ignored]]:
+    """Within this block, converters drop malformed values (recorded in the yielded list) instead of
+    raising: the record is still normalised and evaluated without them."""
+    sink: list[Ignored] = []
+    token = _IGNORED.set(sink)
+    try:
+        yield sink
+    finally:
+        _IGNORED.reset(token)
+
+
+def malformed(field: str, message: str) -> None:
+    """Drop a malformed value, as Elastic's logs data streams do (`index.mapping.ignore_malformed`): the
+    document is indexed without that field, so a rule still sees the rest of it. Only the structure of
+    a record (an object where a value is expected) makes the whole record fail. Outside
+    `collect_ignored` (a converter called on its own) the value is an error."""
+    sink = _IGNORED.get()
+    if sink is None:
+        raise NormalizeError(message)
+    sink.append((field, message))
+
+
 def opt_str(value: Any, field: str, *, dash_is_empty: bool = False) -> str | None:
-    """A string field, or None when absent/null/empty (ingest pipelines skip empty values)."""
+    """A keyword field, or None when absent/null/empty (ingest pipelines skip empty values).
+
+    Integers and booleans are coerced to their keyword form, as Elasticsearch does for a keyword field.
+    A float is dropped as malformed: Elasticsearch keeps its JSON text ("1E5"), which the parsed value
+    no longer knows, and a made-up form ("100000.0") would break the prefilter's contract that
+    verbatim fields are substrings of the raw record. Anything else (an object, an array) is dropped.
+    """
     if value is None:
         return None
     if isinstance(value, str):
         if value == "" or (dash_is_empty and value == "-"):
             return None
         return value
-    raise NormalizeError(f"{field}: expected a string, got {_describe(value)}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    malformed(field, f"{field}: expected a string, got {_describe(value)}")
+    return None
 
 
-_DEC = re.compile(r"[+-]?[0-9]+")
+_DEC = re.compile(r"[+-]?[0-9]{1,40}")
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 
 
 def opt_int(value: Any, field: str, *, hex_prefixed: bool = False) -> int | None:
-    """An integer field given as a JSON number or a decimal (or `0x` hex, when allowed) string."""
+    """A long field given as a JSON number or a decimal (or `0x` hex, when allowed) string.
+
+    A fractional number is truncated, as Elasticsearch coerces it; a value outside the long range, or
+    not a number at all, is malformed and dropped.
+    """
     if value is None:
         return None
+    number: int | None = None
     if isinstance(value, bool):
-        raise NormalizeError(f"{field}: expected an integer, got {_describe(value)}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        pass
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        # Open interval: orjson reads an integer literal beyond 64 bits as a float, and one just below
+        # the long range rounds to exactly -2**63.
+        if -_TWO_63 < value < _TWO_63:
+            number = int(value)
+        else:
+            malformed(field, f"{field}: {_describe(value)} is out of the 64-bit long range")
+            return None
+    elif isinstance(value, str):
         text = value.strip()
         if text == "":
             return None
         if hex_prefixed and _HEX.fullmatch(text):
-            return int(text, 16)
-        if _DEC.fullmatch(text):
-            return int(text)
-    raise NormalizeError(f"{field}: expected an integer, got {_describe(value)}")
+            number = int(text, 16)
+        elif _DEC.fullmatch(text):
+            number = int(text)
+    if number is None:
+        malformed(field, f"{field}: expected an integer, got {_describe(value)}")
+        return None
+    if not LONG_MIN <= number <= LONG_MAX:
+        malformed(field, f"{field}: {_describe(value)} is out of the 64-bit long range")
+        return None
+    return number
 
 
 def as_mapping(value: Any, field: str) -> Mapping[str, Any]:
@@ -135,9 +180,8 @@ def as_list_of_str(value: Any, field: str) -> list[str] | None:
     """A keyword field that may hold one value or an array of them (as Elasticsearch allows)."""
     if value is None:
         return None
-    items = value if isinstance(value, list) else [value]
     out: list[str] = []
-    for item in items:
+    for item in flatten(value):
         s = opt_str(item, field)
         if s is not None:
             out.append(s)
@@ -191,17 +235,23 @@ def iso_to_ms(value: Any, field: str) -> str | None:
         return None
     m = _ISO.fullmatch(text.strip())
     if m is None:
-        raise NormalizeError(f"{field}: expected an ISO-8601 timestamp, got {_describe(value)}")
+        malformed(field, f"{field}: expected an ISO-8601 timestamp, got {_describe(value)}")
+        return None
     year, month, day, hour, minute, second, frac, zone = m.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
     try:
         dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=UTC)
     except ValueError as exc:
-        raise NormalizeError(f"{field}: invalid timestamp {_describe(value)} ({exc})") from None
+        malformed(field, f"{field}: invalid timestamp {_describe(value)} ({exc})")
+        return None
     if zone and zone not in ("Z", "z"):
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
-        dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        try:
+            dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        except OverflowError:
+            malformed(field, f"{field}: timestamp {_describe(value)} is out of range")
+            return None
     return _format(dt)
 
 
@@ -213,14 +263,16 @@ def ms_epoch_to_iso(value: Any, field: str) -> str | None:
     try:
         return _format(_EPOCH + timedelta(milliseconds=ms))
     except OverflowError:
-        raise NormalizeError(f"{field}: timestamp {_describe(value)} is out of range") from None
+        malformed(field, f"{field}: timestamp {_describe(value)} is out of range")
+        return None
 
 
-def seconds_epoch_to_iso(value: int, field: str) -> str:
+def seconds_epoch_to_iso(value: int, field: str) -> str | None:
     try:
         return _format(_EPOCH + timedelta(seconds=value))
     except OverflowError:
-        raise NormalizeError(f"{field}: timestamp {_describe(value)} is out of range") from None
+        malformed(field, f"{field}: timestamp {_describe(value)} is out of range")
+        return None
 
 
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
@@ -234,7 +286,8 @@ def filetime_to_iso(value: Any, field: str) -> str | None:
     try:
         return _format(_FILETIME_EPOCH + timedelta(microseconds=ticks // 10))
     except OverflowError:
-        raise NormalizeError(f"{field}: FILETIME {_describe(value)} is out of range") from None
+        malformed(field, f"{field}: FILETIME {_describe(value)} is out of range")
+        return None
 
 
 # --- ECS documents that need no mapping -----------------------------------------------------------
@@ -245,7 +298,7 @@ ECS_SUBSET: tuple[tuple[str, str], ...] = (
     ("event.category", "list"),
     ("event.type", "list"),
     ("event.action", "str"),
-    ("event.code", "code"),
+    ("event.code", "str"),
     ("event.kind", "str"),
     ("event.id", "str"),
     ("event.dataset", "str"),
@@ -273,28 +326,31 @@ ECS_SUBSET: tuple[tuple[str, str], ...] = (
 )
 
 
-def _convert(kind: str, value: Any, field: str) -> Any:
-    if kind == "str":
-        return opt_str(value, field)
-    if kind == "int":
-        return opt_int(value, field)
-    if kind == "list":
-        return as_list_of_str(value, field)
-    if kind == "ts":
-        return iso_to_ms(value, field)
-    # event.code is a keyword that some shippers write as a number
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return opt_str(value, field)
+_CONVERTERS: dict[str, Callable[[Any, str], Any]] = {"str": opt_str, "int": opt_int, "ts": iso_to_ms}
 
 
 def copy_ecs_subset(record: Mapping[str, Any], fields: Iterable[tuple[str, str]] = ECS_SUBSET) -> Event:
-    """Copy the ECS subset from a record that is already ECS (nested, flat-dotted or mixed keys)."""
+    """Copy the ECS subset from a record that is already ECS (nested, flat-dotted or mixed keys).
+
+    Such records are indexed as they are, so a field holds every value Elasticsearch would index for it
+    (see detector/fields.py): one value stays a scalar, several become a list, and a rule matches any.
+    `list` fields (event.category, event.type) are always lists; a timestamp takes its first value.
+    """
     event: Event = {}
     for field, kind in fields:
-        raw = lookup(record, field)
-        if raw is not None:
-            put(event, field, _convert(kind, raw, field))
+        found = values(record, field)
+        if not found:
+            continue
+        convert: Callable[[Any, str], Any] = _CONVERTERS.get(kind, opt_str)
+        converted = [c for c in (convert(v, field) for v in found) if c is not None]
+        if not converted:
+            continue
+        if kind == "ts":
+            put(event, field, converted[0])
+        elif kind == "list" or len(converted) > 1:
+            put(event, field, converted)
+        else:
+            put(event, field, converted[0])
     return event
 
 

@@ -14,6 +14,7 @@ from detector.sources.base import (
     Source,
     as_mapping,
     iso_to_ms,
+    malformed,
     opt_int,
     opt_str,
     put,
@@ -45,15 +46,12 @@ _TYPES = (
 _INFO_ACTIONS = ("openprocess", "connectionfound", "networksignatureinspected", "devicenetworkinfo")
 
 
-def _records(record: Record) -> list[Mapping[str, Any]]:
+def _records(record: Record) -> list[Any]:
     if "records" not in record:
         return [record]
     items = record["records"]
     if not isinstance(items, list):
         raise NormalizeError(f"records: expected a list of records, got {type(items).__name__}")
-    for n, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise NormalizeError(f"records[{n}]: expected an object, got {type(item).__name__}")
     return items
 
 
@@ -155,11 +153,23 @@ def normalize(record: Record) -> list[Event]:
     Left unset as Elastic leaves it: process.entity_id, process.parent.entity_id (no such columns),
     host.os.family, host.hostname, event.id (ReportId stays vendor-specific).
     """
-    out: list[Event] = []
     items = _records(record)
-    enveloped = "records" in record
+    if "records" not in record:
+        return _one(record, "")
+    # An Event Hub batch carries records from many devices: one broken record must not hide the others,
+    # so it is dropped (and reported as ignored) and its siblings are still normalised.
+    out: list[Event] = []
     for n, rec in enumerate(items):
-        out.extend(_one(rec, f"records[{n}]." if enveloped else ""))
+        where = f"records[{n}]"
+        if not isinstance(rec, Mapping):
+            malformed("records[]", f"{where}: expected an object, got {type(rec).__name__}")
+            continue
+        try:
+            out.extend(_one(rec, where + "."))
+        except NormalizeError as exc:  # its message already names records[n].<field>
+            malformed("records[]", str(exc))
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            malformed("records[]", f"{where}: unexpected shape ({type(exc).__name__}: {exc})")
     return out
 
 
