@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detector import __version__
+from detector.fields import first
 from detector.rules.model import Rule
 
 ALERT_SCHEMA_VERSION = "8.17.0"
@@ -36,26 +37,17 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _get(event: Mapping[str, Any], *path: str) -> Any:
-    cur: Any = event
-    for part in path:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
 def reason(rule: Rule, event: Mapping[str, Any]) -> str:
-    """Kibana's reason sentence for an EQL alert, naming process, parent, user and host."""
-    category = _get(event, "event", "category")
-    if isinstance(category, list):
-        category = category[0] if category else None
+    """Kibana's reason sentence for an EQL alert, naming process, parent, user and host.
+
+    A multi-valued field is named by its first value, as Kibana's sentence does."""
+    category = first(event, "event.category")
     parts = [f"{category or 'event'} event"]
-    process = _get(event, "process", "name") or _get(event, "process", "executable")
-    parent = _get(event, "process", "parent", "name") or _get(event, "process", "parent", "executable")
-    user = _get(event, "user", "name")
-    domain = _get(event, "user", "domain")
-    host = _get(event, "host", "name") or _get(event, "host", "hostname") or _get(event, "host", "id")
+    process = first(event, "process.name") or first(event, "process.executable")
+    parent = first(event, "process.parent.name") or first(event, "process.parent.executable")
+    user = first(event, "user.name")
+    domain = first(event, "user.domain")
+    host = first(event, "host.name") or first(event, "host.hostname") or first(event, "host.id")
     details = []
     if process:
         details.append(f"process {process}")
@@ -140,3 +132,9 @@ def attach_origin(alert: dict[str, Any], topic: str, partition: int, offset: int
     """
     alert["kibana.alert.ancestors"][0]["index"] = topic
     alert["detector.origin"] = {"topic": topic, "partition": partition, "offset": offset}
+
+
+def alert_key(alert: Mapping[str, Any]) -> str:
+    """The alerts topic's message key: the host, so one host's alerts stay in order on one partition."""
+    host = first(alert, "host.name") or first(alert, "host.hostname") or first(alert, "host.id")
+    return str(host) if host is not None else "unknown"
