@@ -16,7 +16,7 @@ __all__ = ["first", "flatten", "node", "values"]
 
 
 def values(doc: Any, dotted: str) -> list[Any]:
-    """Every non-null value of the field `dotted`, in document order; [] when the field is absent.
+    """Every non-null value of the field `dotted` (shorter keys first); [] when the field is absent.
 
     Nested objects and literal dotted keys (at any level, in any mix) both resolve; arrays anywhere on
     the path (arrays of objects included) are flattened, and null elements are dropped. A value that is
