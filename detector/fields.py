@@ -10,6 +10,7 @@ would miss matches an Elasticsearch rule makes, so every reader here returns eve
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["first", "flatten", "node", "values"]
@@ -23,8 +24,19 @@ def values(doc: Any, dotted: str) -> list[Any]:
     itself an object is returned as the object (it has no indexable value of its own).
     """
     out: list[Any] = []
-    _collect(doc, dotted.split("."), 0, out)
+    parts, dotted_keys = _plan(dotted)
+    _collect(doc, parts, dotted_keys, 0, out)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _plan(dotted: str) -> tuple[tuple[str, ...], tuple[tuple[tuple[str, int], ...], ...]]:
+    # Per path position i, the literal dotted keys that start there ("b.c" for a.b.c at i=1) and where
+    # each leads: built once per field name, not once per record.
+    parts = tuple(dotted.split("."))
+    n = len(parts)
+    keys = tuple(tuple((".".join(parts[i:j]), j) for j in range(i + 2, n + 1)) for i in range(n))
+    return parts, keys
 
 
 def first(doc: Any, dotted: str) -> Any:
@@ -71,22 +83,30 @@ def flatten(value: Any) -> list[Any]:
     return out
 
 
-def _collect(node: Any, parts: list[str], i: int, out: list[Any]) -> None:
+def _collect(
+    node: Any, parts: tuple[str, ...], dotted_keys: tuple[tuple[tuple[str, int], ...], ...], i: int, out: list[Any]
+) -> None:
+    # The hot path of normalising ECS documents: exact class checks first (orjson yields plain dicts and
+    # lists; an isinstance against the Mapping ABC costs several times more).
     if i == len(parts):
-        _flatten_into(node, out)
+        if node.__class__ is list:
+            _flatten_into(node, out)
+        elif node is not None:
+            out.append(node)
         return
-    if isinstance(node, list):
+    cls = node.__class__
+    if cls is list:
         for item in node:
-            _collect(item, parts, i, out)
+            _collect(item, parts, dotted_keys, i, out)
         return
-    if not isinstance(node, Mapping):
+    if cls is not dict and not isinstance(node, Mapping):
         return
-    key = parts[i]
-    for j in range(i + 1, len(parts) + 1):
-        if j > i + 1:
-            key = key + "." + parts[j - 1]
+    child = node.get(parts[i])
+    if child is not None:
+        _collect(child, parts, dotted_keys, i + 1, out)
+    for key, j in dotted_keys[i]:
         if key in node:
-            _collect(node[key], parts, j, out)
+            _collect(node[key], parts, dotted_keys, j, out)
 
 
 def _flatten_into(value: Any, out: list[Any]) -> None:
