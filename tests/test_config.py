@@ -43,6 +43,8 @@ def test_topic_mapping() -> None:
         ({"DETECTOR_BATCH_SIZE": "many"}, "DETECTOR_BATCH_SIZE"),
         ({"DETECTOR_PREFILTER": "maybe"}, "expected true or false"),
         ({"DETECTOR_SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
+        ({"DETECTOR_SASL_PASSWORD_FILE": "/nonexistent/pw"}, "DETECTOR_SASL_PASSWORD_FILE.*No such file"),
+        ({"DETECTOR_SSL_KEY_PASSWORD_FILE": "/"}, "DETECTOR_SSL_KEY_PASSWORD_FILE.*Is a directory"),
     ],
 )
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
@@ -62,6 +64,7 @@ def test_sasl_scram_over_tls() -> None:
     )
     conf = cfg.kafka_client_config()
     assert conf["sasl.mechanism"] == "SCRAM-SHA-512" and conf["sasl.username"] == "u"
+    assert conf["sasl.password"] == "p" and cfg.sasl_password.reveal() == "p" and str(cfg.sasl_password) == "***"
     assert conf["ssl.ca.location"] == "/etc/ca.pem" and conf["security.protocol"] == "SASL_SSL"
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from typing import Any
 
 from detector.cli.common import UsageError, add_rule_option, add_source_option
-from detector.stream.config import ConfigError, WorkerConfig, load_config, settings_help
+from detector.stream.config import ConfigError, Secret, WorkerConfig, effective_settings, load_config, settings_help
 
 WORKER_DESCRIPTION = """\
 Run the rules on Kafka: consume raw telemetry from one topic per source (default telemetry.<source>),
@@ -35,6 +36,11 @@ def register(sub: Any) -> None:
     w.add_argument("--max-signals", type=int, metavar="N", help="overrides DETECTOR_MAX_SIGNALS")
     w.add_argument("--cap-interval", metavar="DURATION", help="overrides DETECTOR_CAP_INTERVAL, e.g. 5m")
     w.add_argument("--no-create-topics", action="store_true", help="do not create missing topics at start")
+    w.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings as a TOML config file, secrets left out, and exit",
+    )
     add_rule_option(w)
     w.set_defaults(func=run_worker)
 
@@ -68,12 +74,35 @@ def _config(args: argparse.Namespace, **extra: Any) -> WorkerConfig:
         raise UsageError(str(exc)) from None
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    # A JSON string is a TOML basic string (same escapes); non-ASCII stays literal, as TOML wants no surrogates.
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def format_config(cfg: WorkerConfig) -> str:
+    """The effective settings as TOML that `--config` accepts back.
+
+    A secret that is set becomes a comment: printing '***' as its value would, fed back, set that as the password.
+    """
+    lines = ["# effective settings of `detector worker`; secrets are never printed"]
+    for name, value in effective_settings(cfg).items():
+        if isinstance(value, Secret):
+            lines.append(f"# {name} = (set, not shown)" if value else f'{name} = ""')
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def run_worker(args: argparse.Namespace) -> int:
     import faust
 
     from detector.metrics import Metrics
     from detector.rules.model import load_rules
-    from detector.stream.app import create_app
+    from detector.stream.app import create_app, install_log_redaction
     from detector.stream.topics import ensure_topics, worker_topics
 
     cfg = _config(
@@ -85,8 +114,16 @@ def run_worker(args: argparse.Namespace) -> int:
         cap_interval=args.cap_interval,
         rules=",".join(args.rule) if args.rule else None,
     )
+    if args.print_config:
+        sys.stdout.write(format_config(cfg))
+        return 0
+    # Before anything logs: at debug level aiokafka logs the SASL exchange itself.
+    install_log_redaction(cfg)
     rules = load_rules(cfg.rules)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Secrets print as *** (Secret's str), so the one line that says what this worker runs with is safe to log.
+    settings = " ".join(f"{k}={v}" for k, v in effective_settings(cfg).items())
+    logging.getLogger("detector.worker").info("settings: %s", settings)
     if not args.no_create_topics:
         try:
             ensure_topics(cfg, worker_topics(cfg, include_inputs=True))

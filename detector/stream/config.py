@@ -6,7 +6,9 @@ written from it, so the documentation cannot drift from what is read.
 
 from __future__ import annotations
 
+import hmac
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -20,7 +22,47 @@ AUTO = "auto"
 
 
 class ConfigError(ValueError):
-    """A setting with a value that cannot be used; the message names the setting."""
+    """A setting with a value that cannot be used; the message names the setting (never a secret's value)."""
+
+
+REDACTED = "***"
+# A password file is a few hundred bytes at most (an Event Hubs connection string is ~200); a bigger one
+# is a wrong path (a log, a device), and reading it whole would only waste memory.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+class Secret:
+    """A credential whose repr and str are redacted; `reveal()` is called only where a Kafka client is built.
+
+    Deliberately not a str subclass: str's own __format__, concatenation, join and json encoding would
+    all use the real characters, so an f-string or a log call could print it.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        # Whether a secret is set is worth showing (a missing password is a common mistake); its value is not.
+        return f"Secret({REDACTED!r})" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return REDACTED if self._value else ""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -28,6 +70,8 @@ class Setting:
     name: str  # attribute and config-file key; env var is DETECTOR_<NAME upper>
     default: Any
     help: str
+    # A credential: held as a Secret, never shown, and may instead be read from the file named by <name>_file.
+    secret: bool = False
 
     @property
     def env(self) -> str:
@@ -66,10 +110,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("security_protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
     Setting("sasl_mechanism", "PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Event Hubs: PLAIN)"),
     Setting("sasl_username", "", "SASL username (Event Hubs: $ConnectionString)"),
-    Setting("sasl_password", "", "SASL password (Event Hubs: the connection string)"),
+    Setting("sasl_password", "", "SASL password (Event Hubs: the connection string); never shown", secret=True),
+    Setting(
+        "sasl_password_file",
+        "",
+        "file holding the SASL password instead (e.g. a mounted Kubernetes Secret); trailing newline ignored",
+    ),
     Setting("ssl_cafile", "", "CA bundle to verify the brokers (default: the system's)"),
     Setting("ssl_certfile", "", "client certificate for mutual TLS"),
     Setting("ssl_keyfile", "", "client private key for mutual TLS"),
+    Setting("ssl_key_password", "", "password of an encrypted client private key; never shown", secret=True),
+    Setting("ssl_key_password_file", "", "file holding the client key's password instead; trailing newline ignored"),
     Setting("log_level", "info", "log level: debug, info, warning, error"),
 )
 
@@ -100,14 +151,20 @@ class WorkerConfig:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"
     sasl_username: str = ""
-    sasl_password: str = ""
+    sasl_password: Secret = field(default_factory=Secret)
+    sasl_password_file: str = ""  # where sasl_password was read from, if from a file (shown, unlike the value)
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    ssl_key_password: Secret = field(default_factory=Secret)
+    ssl_key_password_file: str = ""
     log_level: str = "info"
 
     def kafka_client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every confluent-kafka client of the worker."""
+        """librdkafka settings shared by every confluent-kafka client of the worker.
+
+        The result holds revealed credentials: pass it to a client, never to a log or a message.
+        """
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
@@ -117,7 +174,7 @@ class WorkerConfig:
                 {
                     "sasl.mechanism": self.sasl_mechanism,
                     "sasl.username": self.sasl_username,
-                    "sasl.password": self.sasl_password,
+                    "sasl.password": self.sasl_password.reveal(),
                 }
             )
         if self.security_protocol.endswith("SSL"):
@@ -128,6 +185,8 @@ class WorkerConfig:
             ):
                 if value:
                     conf[key] = value
+            if self.ssl_key_password:
+                conf["ssl.key.password"] = self.ssl_key_password.reveal()
         return conf
 
 
@@ -158,6 +217,11 @@ def parse_topics(text: str) -> dict[str, str]:
 
 
 def _coerce(setting: Setting, value: Any) -> Any:
+    if setting.secret:
+        # Checked apart from the others so that no message can ever quote the value.
+        if not isinstance(value, str):
+            raise ConfigError(f"{setting.name} ({setting.env}): expected a string")
+        return value
     kind = type(setting.default)
     try:
         if kind is bool:
@@ -190,11 +254,15 @@ def load_config(
     values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
     if config_file:
         try:
-            doc = tomllib.loads(Path(config_file).read_text())
+            text = Path(config_file).read_text()
+            doc = tomllib.loads(text)
         except OSError as exc:
             raise ConfigError(f"cannot read config file {config_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            # Its message quotes the offending bytes, which may be part of a password.
+            raise ConfigError(f"config file {config_file}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {config_file}: {exc}") from None
+            raise _toml_error(config_file, text, exc) from None
         for key, value in doc.items():
             if key not in _BY_NAME:
                 raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
@@ -205,6 +273,9 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(_BY_NAME[key], value)
+    for s in SETTINGS:
+        if s.secret:
+            values[s.name] = _resolve_secret(s, values[s.name], values.get(f"{s.name}_file", ""))
     topics = parse_topics(values["topics"]) if values["topics"] else default_topics()
     rules = tuple(p.strip() for p in str(values["rules"]).split(",") if p.strip())
     if values["auto_offset_reset"] not in ("earliest", "latest"):
@@ -222,9 +293,69 @@ def load_config(
     return WorkerConfig(**values)
 
 
+def _toml_error(config_file: str | Path, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    """The parser's message, unless the error is on a secret's line: it may quote a character of the value."""
+    where = re.search(r"at line (\d+)", str(exc))
+    lines = text.splitlines()
+    if where and int(where.group(1)) <= len(lines):
+        line = lines[int(where.group(1)) - 1]
+        for s in SETTINGS:
+            if s.secret and re.match(rf"\s*[\"']?{s.name}[\"']?\s*=", line):
+                return ConfigError(f"config file {config_file}: line {where.group(1)}: invalid TOML value for {s.name}")
+    return ConfigError(f"config file {config_file}: {exc}")
+
+
+def read_secret_file(setting: Setting, path: str) -> str:
+    """The credential in `path`, as Kubernetes mounts a Secret's key: one value, maybe a trailing newline."""
+    where = f"{setting.name}_file ({setting.env}_FILE)"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(f"{where}: {path} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB: not a secret file")
+    try:
+        value = data.decode()
+    except UnicodeDecodeError:
+        # `from None`: the decode error quotes the offending byte, a piece of the secret.
+        raise ConfigError(f"{where}: {path} is not UTF-8 text") from None
+    # `echo pw > file` and most editors end the file with a newline that is not part of the password.
+    value = value.rstrip("\r\n")
+    if not value.strip():
+        raise ConfigError(f"{where}: {path} is empty")
+    return value
+
+
+def _resolve_secret(setting: Setting, value: str, path: str) -> Secret:
+    if value and path:
+        raise ConfigError(
+            f"{setting.name} ({setting.env}) and {setting.name}_file ({setting.env}_FILE) are both set: use one"
+        )
+    return Secret(read_secret_file(setting, path) if path else value)
+
+
 def settings_help() -> str:
     lines = ["settings (environment variable, config-file key, default):"]
     for s in SETTINGS:
-        default = s.default if s.default != "" else "-"
+        default = "-" if s.secret or s.default == "" else s.default
         lines.append(f"  {s.env:<30} {s.help} [default: {default}]")
     return "\n".join(lines)
+
+
+def effective_settings(cfg: WorkerConfig) -> dict[str, Any]:
+    """Each setting's value in `cfg`, in the form it is given in (topics and rules as comma lists).
+
+    Secrets stay Secret objects, which print as '***', so every display built from this redacts them.
+    """
+    result: dict[str, Any] = {}
+    for s in SETTINGS:
+        if not hasattr(cfg, s.name):
+            continue
+        value = getattr(cfg, s.name)
+        if isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        result[s.name] = value
+    return result
