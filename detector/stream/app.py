@@ -25,6 +25,7 @@ import faust
 import orjson
 from mode import Service
 
+from detector.alerts.builder import alert_key
 from detector.engine import Engine
 from detector.metrics import CONTENT_TYPE, Metrics
 from detector.rules.model import Rule, duration_seconds
@@ -230,8 +231,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             if decision is not None and decision.summary_of is not None:
                 await publish_summary(rule, decision.summary_of)
             if decision is None or decision.publish:
-                host = alert.get("host") or {}
-                await publish(alert, str(host.get("name") or host.get("hostname") or host.get("id") or "unknown"))
+                await publish(alert, alert_key(alert))
                 done = time.time()
                 metrics.alerts_emitted.labels(rule.rule_id).inc()
                 metrics.processing_latency.observe(max(done - float(msg.get("consumed_at", done)), 0.0))
