@@ -43,6 +43,18 @@ class Metrics:
             ["source", "reason"],
             registry=r,
         )
+        self.validated = Counter(
+            "detector_records_validated",
+            "Prefiltered records sampled (validate_sample_rate) and parsed anyway, by topic, the topic's source "
+            "and verdict (ok or the rejection reason): a misrouted or drifted topic shows here",
+            ["topic", "source", "result"],
+            registry=r,
+        )
+        self.deadletters_truncated = Counter(
+            "detector_deadletters_truncated",
+            "Dead letters cut to fit deadletter_max_bytes or the dead-letter topic's max.message.bytes",
+            registry=r,
+        )
         self.alerts_emitted = Counter(
             "detector_alerts_emitted", "Alerts published on the alerts topic", ["rule_id"], registry=r
         )

@@ -101,6 +101,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cap_interval", "", "length of a cap window, e.g. 5m; default: the rule's interval"),
     Setting("prefilter", True, "skip, unparsed, records that cannot match (false: parse and validate all)"),
     Setting("max_record_bytes", 1 << 20, "records larger than this go to the dead-letter topic"),
+    Setting(
+        "deadletter_max_bytes",
+        512 * 1024,
+        "largest dead letter (value, key and headers); a longer record is cut to fit, with headers "
+        "detector.truncated, detector.original_size and detector.original_sha256. Lowered at start to what "
+        "the dead-letter topic accepts (its max.message.bytes); at least 4096",
+    ),
+    Setting(
+        "validate_sample_rate",
+        0.001,
+        "share of the records the prefilter skips that are parsed and validated anyway (every 1/rate-th per "
+        "topic), counted in detector_records_validated_total; invalid ones are dead-lettered. Catches a "
+        "misrouted or changed input. 0 = off",
+    ),
+    Setting(
+        "validate_sample_interval",
+        1.0,
+        "seconds after which a topic's next skipped record is validated even if the rate has not picked one, "
+        "so slow topics are checked too; 0 = the rate alone",
+    ),
     Setting("batch_size", 2000, "records per consume() batch of the ingest consumer"),
     Setting("batch_timeout", 0.02, "seconds consume() waits to fill a batch (a latency floor at low rates)"),
     Setting("session_timeout", 10.0, "seconds without heartbeat before a worker's partitions move to another"),
@@ -142,6 +162,9 @@ class WorkerConfig:
     cap_interval: str = ""
     prefilter: bool = True
     max_record_bytes: int = 1 << 20
+    deadletter_max_bytes: int = 512 * 1024
+    validate_sample_rate: float = 0.001
+    validate_sample_interval: float = 1.0
     batch_size: int = 2000
     batch_timeout: float = 0.02
     session_timeout: float = 10.0
@@ -286,6 +309,12 @@ def load_config(
         raise ConfigError("sasl_mechanism: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
     if values["batch_size"] < 1:
         raise ConfigError("batch_size: must be at least 1")
+    if values["deadletter_max_bytes"] < 4096:
+        raise ConfigError("deadletter_max_bytes: must be at least 4096 (room for the dead letter's headers)")
+    if not 0 <= values["validate_sample_rate"] <= 1:
+        raise ConfigError("validate_sample_rate: must be between 0 and 1")
+    if values["validate_sample_interval"] < 0:
+        raise ConfigError("validate_sample_interval: must be 0 or more")
     known = {f.name for f in fields(WorkerConfig)}
     values = {k: v for k, v in values.items() if k in known}
     values["topics"] = topics

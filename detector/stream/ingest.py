@@ -9,19 +9,35 @@ enforces the cap (in a Faust table) and publishes alerts.
 Delivery: offsets of a batch are committed only after every dead letter and match that the batch
 produced has been acknowledged by the broker (acks=all, idempotent producer). A crash before that
 re-reads the batch: at-least-once, and alert ids are deterministic so replays give the same ids.
+
+Hostile input: whatever a record holds, its dead letter must be writable, or the worker would die on it
+after every restart. So dead letters are bounded (value, key and headers) to `deadletter_max_bytes` and
+to what the dead-letter topic accepts (read at start), cut when larger, with the original size and digest
+in headers; a synchronous produce failure (queue full, message too large) is retried, never fatal.
+
+Misrouted or drifted input: the prefilter skips most records unparsed, so a topic carrying another
+vendor's records, or a changed schema, would go unnoticed. Every 1/`validate_sample_rate`-th prefiltered
+record of each topic is parsed and normalised anyway; its verdict is counted per topic and an invalid one
+is dead-lettered, marked as a validation sample.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+# ConfigResource and ResourceType are documented in confluent_kafka.admin but not marked as re-exported there.
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 
 from detector.alerts.builder import attach_origin
 from detector.engine import Engine
@@ -43,6 +59,27 @@ _REBALANCE_COMMIT_ERRORS = frozenset(
 )
 TICK_EVERY_S = 1.0
 
+# A topic's max.message.bytes bounds a whole record batch: Kafka's v2 batch header is 61 bytes and one
+# record's own varints (length, attributes, timestamp and offset deltas, key and value lengths, header
+# count) at most 36. The rest is margin, so a dead letter computed to fit never meets the limit exactly.
+RECORD_FRAMING = 512
+HEADER_FRAMING = 10  # a header's key and value length varints
+# Below this a dead letter's headers, with the detail cut to DETAIL_MAX_BYTES, would not fit.
+MIN_DEADLETTER_BYTES = 4096
+DETAIL_MAX_BYTES = 1024  # the detail can quote the record (e.g. its top-level keys): attacker text
+KEY_MAX_BYTES = 1024  # the original key is copied too, and it is as untrusted as the value
+# librdkafka's default message.max.bytes, kept for everything but large dead letters. Match messages must
+# also fit Kafka's default max.message.bytes (1 MiB + 12) on the matches and alerts topics, and aiokafka's
+# default max_request_size (1 MiB) when the agent publishes the alert.
+PRODUCER_MESSAGE_MAX_BYTES = 1_000_000
+MATCH_MAX_BYTES = PRODUCER_MESSAGE_MAX_BYTES - RECORD_FRAMING
+ALERT_TOO_LARGE = "alert_too_large"  # a dead-letter reason of the worker's own (the engine's are in REASONS)
+QUEUE_FULL_WAIT_S = 60.0
+_SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+
+DeadLetterHeaders = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce accepts
+
 
 class DeliveryError(RuntimeError):
     """The broker did not acknowledge what a batch produced: its offsets must not be committed."""
@@ -56,17 +93,112 @@ def tick_message(rule_id: str) -> bytes:
     return orjson.dumps({"type": "tick", "rule_id": rule_id})
 
 
-def deadletter_headers(
-    reason: str, detail: str, topic: str, partition: int, offset: int, source: str | None
-) -> list[tuple[str, str | bytes | None]]:
-    return [
-        ("detector.reason", reason.encode()),
-        ("detector.detail", detail.encode()),
-        ("detector.source_topic", topic.encode()),
-        ("detector.source_partition", str(partition).encode()),
-        ("detector.source_offset", str(offset).encode()),
-        ("detector.source", (source or "unknown").encode()),
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record on its way to the dead-letter topic, with what its headers say about it."""
+
+    raw: bytes
+    key: bytes | None
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    source: str | None
+    sampled: bool = False  # found by validation sampling: the prefilter had skipped it
+
+
+def clip_text(text: str, limit: int) -> bytes:
+    """`text` as UTF-8 in at most `limit` bytes, visibly marked when cut."""
+    # backslashreplace: a lone surrogate from decoded input must not make the header itself fail.
+    data = text.encode("utf-8", "backslashreplace")
+    if len(data) <= limit:
+        return data
+    marker = b"...[cut]"
+    # Cut on a character boundary, so the header stays valid UTF-8 for whoever reads it.
+    return data[: limit - len(marker)].decode("utf-8", "ignore").encode() + marker
+
+
+def _framed_size(key: bytes | None, headers: DeadLetterHeaders) -> int:
+    return len(key or b"") + sum(len(k) + len(v) + HEADER_FRAMING for k, v in headers)
+
+
+def deadletter_message(letter: DeadLetter, limit: int) -> tuple[bytes | None, bytes, DeadLetterHeaders]:
+    """Key, value and headers of `letter`'s dead letter, together at most `limit` bytes.
+
+    A value that does not fit is cut, and headers give the original's size and SHA-256, so the record
+    can still be found in (or matched against) the source.
+    """
+    headers = [
+        ("detector.reason", clip_text(letter.reason, DETAIL_MAX_BYTES)),
+        ("detector.detail", clip_text(letter.detail, DETAIL_MAX_BYTES)),
+        ("detector.source_topic", letter.topic.encode()),
+        ("detector.source_partition", str(letter.partition).encode()),
+        ("detector.source_offset", str(letter.offset).encode()),
+        ("detector.source", (letter.source or "unknown").encode()),
     ]
+    if letter.sampled:
+        headers.append(("detector.validation_sample", b"true"))
+    key = letter.key
+    if key is not None and len(key) > KEY_MAX_BYTES:
+        headers.append(("detector.original_key_size", str(len(key)).encode()))
+        key = key[:KEY_MAX_BYTES]
+    raw = letter.raw
+    if _framed_size(key, headers) + len(raw) <= limit:
+        return key, raw, headers
+    headers += [
+        ("detector.truncated", b"true"),
+        ("detector.original_size", str(len(raw)).encode()),
+        ("detector.original_sha256", hashlib.sha256(raw).hexdigest().encode()),
+    ]
+    room = max(limit - _framed_size(key, headers), 0)
+    return key, raw[:room], headers
+
+
+def topic_max_message_bytes(conf: dict[str, Any], topic: str, timeout: float = 10.0) -> int | None:
+    """The topic's max.message.bytes (the largest record batch it accepts), or None if it cannot be read."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    admin = AdminClient(conf)  # held until the result is in: destroying it fails the request (_DESTROY)
+    try:
+        futures = admin.describe_configs([resource], request_timeout=timeout)
+        entries = next(iter(futures.values())).result(timeout)
+        return int(entries["max.message.bytes"].value)
+    except Exception as exc:  # any failure here only means falling back to the setting
+        log.warning("cannot read max.message.bytes of %s (%s): dead letters bounded by the setting alone", topic, exc)
+        return None
+
+
+def deadletter_limit(setting: int, topic: str, topic_max: int | None) -> int:
+    """The bound on a dead letter's key + value + headers: the setting, or less if the topic accepts less."""
+    if topic_max is None:
+        return setting
+    limit = min(setting, topic_max - RECORD_FRAMING)
+    if limit < MIN_DEADLETTER_BYTES:
+        raise ValueError(
+            f"dead-letter topic {topic} accepts at most {topic_max} bytes per record batch (max.message.bytes): "
+            f"too small for a dead letter's headers; raise it to at least {MIN_DEADLETTER_BYTES + RECORD_FRAMING}"
+        )
+    return limit
+
+
+def producer_limits(deadletter_bytes: int, topic_max: int | None) -> dict[str, int]:
+    """librdkafka size settings that let every bounded dead letter through, alone or batched."""
+    batch = (
+        PRODUCER_MESSAGE_MAX_BYTES if topic_max is None else min(PRODUCER_MESSAGE_MAX_BYTES, topic_max - RECORD_FRAMING)
+    )
+    return {
+        # produce() refuses, synchronously, a message larger than this.
+        "message.max.bytes": max(PRODUCER_MESSAGE_MAX_BYTES, deadletter_bytes + RECORD_FRAMING),
+        # librdkafka adds messages to a batch while it stays under batch.size (the first one regardless) and
+        # the broker refuses a batch over the topic's limit as a whole: several dead letters that each fit
+        # must not be sent together in one that does not.
+        "batch.size": batch,
+    }
+
+
+def sample_every(rate: float) -> int:
+    """validate_sample_rate as 'every Nth prefiltered record'; 0 = never."""
+    return 0 if rate <= 0 else max(1, round(1 / rate))
 
 
 class IngestLoop(threading.Thread):
@@ -94,6 +226,21 @@ class IngestLoop(threading.Thread):
         self._positions: dict[tuple[str, int], int] = {}  # next offset to commit, per processed partition
         # topic -> pinned source; auto-detected topics are absent (None: the engine detects per record)
         self._pinned = {t: src for t, src in cfg.topics.items() if src != AUTO}
+        # Sampling needs an engine that never prefilters; with the prefilter off nothing is skipped to sample.
+        self._every = sample_every(cfg.validate_sample_rate) if engine.use_prefilter else 0
+        self._validator = (
+            Engine(engine.rules, use_prefilter=False, max_record_bytes=engine.max_record_bytes) if self._every else None
+        )
+        # topic -> prefiltered records so far (plus the arming below): the Nth, 2Nth, ... are sampled.
+        self._prefiltered_seen: dict[str, int] = {}
+        # A slow topic would rarely reach N: one that had no sample for validate_sample_interval seconds gets
+        # its counter moved to just before the next multiple of N, so its next prefiltered record is sampled.
+        # That is per batch and per topic, so the per-record cost stays one modulo. -inf: the first record
+        # of each topic is sampled at once, and a restarted worker checks every topic straight away.
+        self._interval = cfg.validate_sample_interval
+        self._last_sampled: dict[str, float] = dict.fromkeys(cfg.topics, float("-inf"))
+        self.deadletter_limit = cfg.deadletter_max_bytes  # lowered at start to what the topic accepts
+        self._oversized: list[DeadLetter] = []  # dead letters the broker refused as too large, to cut and resend
 
     # -- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -123,6 +270,15 @@ class IngestLoop(threading.Thread):
 
     def _run(self) -> None:
         base = self.cfg.kafka_client_config()
+        topic_max = topic_max_message_bytes(base, self.cfg.deadletter_topic)
+        self.deadletter_limit = deadletter_limit(self.cfg.deadletter_max_bytes, self.cfg.deadletter_topic, topic_max)
+        log.info(
+            "dead letters bounded to %d bytes (deadletter_max_bytes %d, %s max.message.bytes %s)",
+            self.deadletter_limit,
+            self.cfg.deadletter_max_bytes,
+            self.cfg.deadletter_topic,
+            topic_max if topic_max is not None else "unknown",
+        )
         consumer = Consumer(
             {
                 **base,
@@ -146,6 +302,7 @@ class IngestLoop(threading.Thread):
                 # No compression: the Faust side (aiokafka) reads the matches topic and lz4/zstd would
                 # need extra libraries there; matches and dead letters are rare anyway.
                 "linger.ms": 2,
+                **producer_limits(self.deadletter_limit, topic_max),
             }
         )
         consumer.subscribe(list(self.cfg.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -157,8 +314,8 @@ class IngestLoop(threading.Thread):
                 now = time.monotonic()
                 if self.cap_enabled and now - last_tick >= TICK_EVERY_S:
                     for rule in self.rules:
-                        producer.produce(
-                            self.cfg.matches_topic, key=rule.rule_id.encode(), value=tick_message(rule.rule_id)
+                        self._produce(
+                            producer, self.cfg.matches_topic, tick_message(rule.rule_id), rule.rule_id.encode()
                         )
                     producer.poll(0)
                     last_tick = now
@@ -184,12 +341,17 @@ class IngestLoop(threading.Thread):
         process = self.engine.process
         m = self.metrics
         on_delivery = self._on_delivery
+        every = self._every
         produced = 0
         # Per-record bookkeeping is kept to dict updates keyed by what the message already holds; the
         # metrics are updated once per batch.
         offsets: dict[tuple[str, int], int] = {}
         consumed: dict[str, int] = {}
-        prefiltered: dict[str, int] = {}
+        # Running per-topic counts (not per batch), so sampling every Nth record spans batches.
+        prefiltered = self._prefiltered_seen
+        if every > 1 and self._interval > 0:
+            self._arm_due_samples(every)
+        prefiltered_before = dict(prefiltered)
         for msg in batch:
             err = msg.error()
             if err is not None:
@@ -208,36 +370,69 @@ class IngestLoop(threading.Thread):
             raw = msg.value() or b""
             out = process(raw, source)
             if out.prefiltered:
-                prefiltered[topic] = prefiltered.get(topic, 0) + 1
+                n = prefiltered[topic] = prefiltered.get(topic, 0) + 1
+                if every and not n % every:
+                    produced += self._validate_sample(producer, msg, raw, source)
                 continue
             offset = cast(int, msg.offset())
             if out.rejection is not None:
                 m.rejected.labels(out.source or source or AUTO, out.rejection.reason).inc()
-                producer.produce(
-                    self.cfg.deadletter_topic,
-                    value=raw,
-                    key=msg.key(),
-                    headers=deadletter_headers(
-                        out.rejection.reason, out.rejection.detail, topic, partition, offset, out.source or source
+                self._produce_deadletter(
+                    producer,
+                    DeadLetter(
+                        raw,
+                        msg.key(),
+                        out.rejection.reason,
+                        out.rejection.detail,
+                        topic,
+                        partition,
+                        offset,
+                        out.source or source,
                     ),
-                    on_delivery=on_delivery,
                 )
                 produced += 1
                 continue
             m.normalized.labels(out.source or source or AUTO).inc()
+            oversized_alert = 0
             for alert in out.alerts:
                 attach_origin(alert, topic, partition, offset)
-                producer.produce(
+                value = match_message(alert, consumed_at)
+                if len(value) > MATCH_MAX_BYTES:
+                    oversized_alert = len(value)
+                    continue
+                self._produce(
+                    producer,
                     self.cfg.matches_topic,
-                    key=alert["kibana.alert.rule.rule_id"].encode(),
-                    value=match_message(alert, consumed_at),
+                    value,
+                    alert["kibana.alert.rule.rule_id"].encode(),
                     on_delivery=on_delivery,
+                )
+                produced += 1
+            if oversized_alert:
+                # The alert could be published by neither this producer nor the agent's; the record is kept,
+                # with its reason, instead of the worker failing on it after every restart.
+                log.error(
+                    "%s[%d]@%d matched, but its alert is %d bytes: dead-lettered",
+                    topic,
+                    partition,
+                    offset,
+                    oversized_alert,
+                )
+                m.rejected.labels(out.source or source or AUTO, ALERT_TOO_LARGE).inc()
+                detail = (
+                    f"the record matched, but its alert is {oversized_alert} bytes, "
+                    f"over the {MATCH_MAX_BYTES}-byte limit of a match message"
+                )
+                self._produce_deadletter(
+                    producer,
+                    DeadLetter(raw, msg.key(), ALERT_TOO_LARGE, detail, topic, partition, offset, out.source or source),
                 )
                 produced += 1
         for topic, n in consumed.items():
             m.consumed.labels(pinned.get(topic) or AUTO, topic).inc(n)
         for topic, n in prefiltered.items():
-            m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n)
+            if n != prefiltered_before.get(topic, 0):
+                m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n - prefiltered_before.get(topic, 0))
         if produced:
             self._await_deliveries(producer)
         if offsets:
@@ -247,6 +442,133 @@ class IngestLoop(threading.Thread):
             self._positions.update(offsets)
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
         m.batches.inc()
+
+    def _arm_due_samples(self, every: int) -> None:
+        due = time.monotonic() - self._interval
+        seen = self._prefiltered_seen
+        for topic, last in self._last_sampled.items():
+            if last <= due:
+                n = seen.get(topic, 0)
+                seen[topic] = n + (every - 1 - n % every)  # unchanged when already armed
+
+    def _validate_sample(self, producer: Producer, msg: Message, raw: bytes, source: str | None) -> int:
+        """Parse and normalise a record the prefilter skipped; dead-letter it if invalid. Returns messages produced."""
+        topic, partition, offset = cast(str, msg.topic()), cast(int, msg.partition()), cast(int, msg.offset())
+        self._last_sampled[topic] = time.monotonic()
+        out = cast(Engine, self._validator).process(raw, source)
+        claimed = source or AUTO  # what the topic is said to carry: the claim under test
+        if out.rejection is None:
+            self.metrics.validated.labels(topic, claimed, "ok").inc()
+            if out.alerts:  # the prefilter must never skip a match: this would be a missed detection
+                log.error("prefilter bug: it skipped %s[%d]@%d, which matches", topic, partition, offset)
+            return 0
+        reason = out.rejection.reason
+        self.metrics.validated.labels(topic, claimed, reason).inc()
+        self.metrics.rejected.labels(out.source or claimed, reason).inc()
+        letter = DeadLetter(
+            raw, msg.key(), reason, out.rejection.detail, topic, partition, offset, out.source or source, sampled=True
+        )
+        self._produce_deadletter(producer, letter)
+        return 1
+
+    # -- producing -----------------------------------------------------------------------------------
+    def _produce(
+        self,
+        producer: Producer,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        """produce(), waiting while librdkafka's local queue is full instead of failing the batch."""
+        deadline: float | None = None
+        while True:
+            try:
+                if headers is None:
+                    producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                else:
+                    producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + QUEUE_FULL_WAIT_S
+                elif now >= deadline:
+                    raise DeliveryError(
+                        f"the producer's queue stayed full for {QUEUE_FULL_WAIT_S:.0f} s: the broker takes nothing"
+                    ) from None
+                producer.poll(0.1)  # serves delivery reports, which is what frees the queue
+
+    def _produce_deadletter(self, producer: Producer, letter: DeadLetter) -> None:
+        limit = self.deadletter_limit
+        while True:
+            key, value, headers = deadletter_message(letter, limit)
+            try:
+                self._produce(
+                    producer,
+                    self.cfg.deadletter_topic,
+                    value,
+                    key,
+                    cast(Headers, headers),
+                    partial(self._on_deadletter_delivery, letter),
+                )
+                break
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not (isinstance(err, KafkaError) and err.code() in _SIZE_ERRORS) or limit <= MIN_DEADLETTER_BYTES:
+                    raise
+                # Refused locally as too large (message.max.bytes): cut further rather than die on this record.
+                log.warning("producer refused a %d-byte dead letter (%s): cutting it further", len(value), err.str())
+                limit = max(limit // 2, MIN_DEADLETTER_BYTES)
+        if len(value) < len(letter.raw):
+            self.metrics.deadletters_truncated.inc()
+
+    def _on_deadletter_delivery(self, letter: DeadLetter, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            return
+        if err.code() in _SIZE_ERRORS:
+            self._oversized.append(letter)
+        else:
+            self._delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def _await_deliveries(self, producer: Producer) -> None:
+        remaining = producer.flush(30)
+        alone = False
+        while self._oversized and not remaining:
+            # The topic accepts less than the worker knew (its limit could not be read at start, or was lowered
+            # since). The broker refuses a record batch as a whole, so first send each refused dead letter in a
+            # request of its own; one still refused alone is too large for the topic: halve the bound, for good.
+            letters, self._oversized = self._oversized, []
+            if alone:
+                if self.deadletter_limit <= MIN_DEADLETTER_BYTES:
+                    self._delivery_errors.append(
+                        f"{self.cfg.deadletter_topic}: refused even a {MIN_DEADLETTER_BYTES}-byte dead letter"
+                    )
+                    break
+                self.deadletter_limit = max(self.deadletter_limit // 2, MIN_DEADLETTER_BYTES)
+            log.warning(
+                "%s refused %d dead letter(s) as too large: sending them one by one, bounded to %d bytes",
+                self.cfg.deadletter_topic,
+                len(letters),
+                self.deadletter_limit,
+            )
+            for letter in letters:
+                self._produce_deadletter(producer, letter)
+                remaining = producer.flush(30)
+                if remaining:
+                    break
+            alone = True
+        if remaining or self._delivery_errors:
+            errors = "; ".join(self._delivery_errors[:5])
+            self._delivery_errors.clear()
+            raise DeliveryError(
+                f"broker did not acknowledge {remaining} message(s) of a batch ({errors}); not committing its offsets"
+            )
 
     def _commit_positions(self, consumer: Consumer, partitions: set[tuple[str, int]] | None = None) -> None:
         """Synchronously commit what was processed on `partitions` (all by default) and forget them."""
@@ -273,19 +595,6 @@ class IngestLoop(threading.Thread):
             if err.code() in _REBALANCE_COMMIT_ERRORS:
                 self.metrics.commits_skipped.inc()
             log.warning("offset commit failed (the records will be re-read): %s", err.str())
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {err}")
-
-    def _await_deliveries(self, producer: Producer) -> None:
-        remaining = producer.flush(30)
-        if remaining or self._delivery_errors:
-            errors = "; ".join(self._delivery_errors[:5])
-            self._delivery_errors.clear()
-            raise DeliveryError(
-                f"broker did not acknowledge {remaining} message(s) of a batch ({errors}); not committing its offsets"
-            )
 
     def _update_lag(self, consumer: Consumer) -> None:
         # Cached watermarks only: the high watermark comes with every fetch response, so this costs no
