@@ -62,6 +62,17 @@ def test_promtool_rule_unit_tests() -> None:
     _promtool("test", "rules", str(PROM / "detector.rules.test.yml"))
 
 
+def test_every_alert_has_a_promtool_unit_test_where_it_fires() -> None:
+    alerts = {r["alert"] for g in _load(PROM / "detector.rules.yml")["groups"] for r in g["rules"] if "alert" in r}
+    firing = {
+        t["alertname"]
+        for case in _load(PROM / "detector.rules.test.yml")["tests"]
+        for t in case.get("alert_rule_test", [])
+        if t.get("exp_alerts")
+    }
+    assert alerts and alerts <= firing, f"alerts never shown firing in a unit test: {sorted(alerts - firing)}"
+
+
 # --- YAML ----------------------------------------------------------------------------------------
 
 YAML_FILES = sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")])
@@ -126,7 +137,8 @@ def test_metric_name_extraction() -> None:
 
 
 def _dashboard() -> dict[str, Any]:
-    return json.loads((GRAFANA / "dashboards" / "netsupport-detector.json").read_text())
+    dashboard: dict[str, Any] = json.loads((GRAFANA / "dashboards" / "netsupport-detector.json").read_text())
+    return dashboard
 
 
 def _panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
