@@ -176,6 +176,15 @@ NAMES = st.sampled_from(
         "cmd.exe",
         "c\u0130ient32.exe",
         "\u212alient32.exe",
+        "cl\u00efent32.exe",
+        "CL\u00cfENT32.EXE",
+        "caf\u00e9.exe",
+        "CAF\u00c9.EXE",
+        "Caf\u00e9.EXE",
+        "stra\u00dfe.exe",
+        "STRASSE.exe",
+        "\u0130nstall.exe",
+        "install.exe",
         "",
     ]
 )
@@ -190,6 +199,9 @@ ROOTS = st.sampled_from(
         "\\Device\\HarddiskVolume3\\Users\\x\\",
         "\\Device\\HarddiskVolume12\\ProgramData\\",
         "/home/user/",
+        "C:\\Users\\Ren\u00e9e\\",
+        "C:\\USERS\\REN\u00c9E\\",
+        "C:\\Users\\ren\u00c9e\\Caf\u00e9\\",
     ]
 )
 
@@ -232,19 +244,74 @@ def dumps_escaping_letters(value: Any) -> str:
     return json.dumps(value)
 
 
+# Non-ASCII letters in patterns: Elasticsearch folds only ASCII letters, so the needles (ASCII runs) must
+# still be present, in some ASCII case, in every record these match, whichever way it is encoded.
+NON_ASCII_QUERIES = [
+    'process where process.name : ("cl\u00efent32*", "caf\u00e9.exe", "stra\u00dfe.*") and event.type == "start"',
+    'any where process.executable : "*\\\\ren\u00e9e\\\\*.exe" '
+    'or process.name in~ ("CAF\u00c9.EXE", "\u0130nstall.exe")',
+    'any where process.name like~ "*\u00e9*.EXE" or process.parent.executable : "?:\\\\users\\\\*\\\\caf\u00e9\\\\*"',
+]
+QUERIES = [SEED, REVISED, *NON_ASCII_QUERIES]
+
+
+def encode(event: dict[str, Any], encoding: str) -> bytes:
+    if encoding == "orjson":
+        return orjson.dumps(event)
+    if encoding == "ascii":
+        return json.dumps(event, ensure_ascii=True).encode()
+    # An encoder that escapes every ASCII letter: the \u check must let these through.
+    raw = dumps_escaping_letters(event).encode()
+    assert json.loads(raw) == event
+    return raw
+
+
+def test_non_ascii_queries_have_ascii_needles() -> None:
+    assert pf(NON_ASCII_QUERIES[0]).literals == (b"caf", b"ent32", b"stra")
+    assert pf(NON_ASCII_QUERIES[1]).literals == (b"caf", b"nstall", b"ren")
+    assert pf(NON_ASCII_QUERIES[2]).literals == (b"exe", b"users")
+
+
+@pytest.mark.parametrize("encoding", ["orjson", "ascii", "ascii-all"])
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        (NON_ASCII_QUERIES[0], {"name": "CL\u00efENT32.EXE"}),
+        (NON_ASCII_QUERIES[0], {"name": "STRA\u00dfE.dll"}),
+        (NON_ASCII_QUERIES[1], {"name": "x", "executable": "C:\\USERS\\REN\u00e9E\\x.EXE"}),
+        (NON_ASCII_QUERIES[1], {"name": "caf\u00c9.exe"}),
+        (NON_ASCII_QUERIES[1], {"name": "\u0130NSTALL.EXE"}),
+        (NON_ASCII_QUERIES[2], {"name": "R\u00e9sum\u00e9.exe"}),
+        (NON_ASCII_QUERIES[2], {"name": "x", "parent": {"executable": "D:\\USERS\\bob\\CAF\u00e9\\y"}}),
+    ],
+)
+def test_non_ascii_pattern_matches_pass_the_prefilter(query: str, fields: dict[str, Any], encoding: str) -> None:
+    # Known matches, so the property test below is not only ever checking non-matches.
+    event = {"event": {"category": ["process"], "type": ["start"]}, "process": fields}
+    compiled = compile_query(query)
+    assert compiled.matches(event)
+    assert Prefilter.for_queries([compiled], VERBATIM)(encode(event, encoding))
+
+
+@pytest.mark.parametrize(
+    ("query", "value"),
+    [
+        (NON_ASCII_QUERIES[0], "CL\u00cfENT32.EXE"),  # \u00ef does not fold to \u00cf
+        (NON_ASCII_QUERIES[1], "caf\u00e9.exe"),  # in~ on \u00c9 wants \u00c9
+        (NON_ASCII_QUERIES[1], "install.exe"),  # \u0130 is not I
+    ],
+)
+def test_non_ascii_letters_do_not_fold(query: str, value: str) -> None:
+    event = {"event": {"category": ["process"], "type": ["start"]}, "process": {"name": value}}
+    assert not compile_query(query).matches(event)
+
+
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events(), st.sampled_from(["orjson", "ascii", "ascii-all"]), st.sampled_from([SEED, REVISED]))
+@given(events(), st.sampled_from(["orjson", "ascii", "ascii-all"]), st.sampled_from(QUERIES))
 def test_prefilter_never_rejects_a_match(event: dict[str, Any], encoding: str, query: str) -> None:
     compiled = compile_query(query)
     prefilter = Prefilter.for_queries([compiled], VERBATIM)
-    if encoding == "orjson":
-        raw = orjson.dumps(event)
-    elif encoding == "ascii":
-        raw = json.dumps(event, ensure_ascii=True).encode()
-    else:
-        # An encoder that escapes every ASCII letter: the \u check must let these through.
-        raw = dumps_escaping_letters(event).encode()
-        assert json.loads(raw) == event
+    raw = encode(event, encoding)
     if compiled.matches(orjson.loads(raw)):
         assert prefilter(raw)
 

@@ -7,9 +7,11 @@ at least one (case-insensitively). The derivation is conservative by constructio
   substring. A derived field (host.os.type from "Win", event.type from an event code) says nothing about
   the raw bytes.
 * Only runs of ASCII letters, digits and `_` are used. JSON encoders never need to escape those, while
-  punctuation is escaped by some encoders (`\\/`, HTML-safe `\\u003c`...). Case folding of an ASCII
-  pattern character under `:` only ever yields ASCII letters (Lucene's per-character rule), so an ASCII
-  lowercase search over the raw bytes finds every spelling the query accepts.
+  punctuation is escaped by some encoders (`\\/`, HTML-safe `\\u003c`...). Under `:`, `in~` and `like~`
+  Elasticsearch folds ASCII letters only, so a value character matches an ASCII pattern letter only if
+  it is that letter in one of its two ASCII cases: an ASCII lowercase search over the raw bytes finds
+  every spelling the query accepts. Non-ASCII pattern characters split runs and never enter a needle:
+  an encoder may escape them (`\\u00e9`).
 * A record that contains a `\\u00XX` escape for a printable ASCII character may spell a needle in an
   escaped form; it always passes.
 """
