@@ -168,14 +168,35 @@ def parse_record(raw: bytes) -> tuple[Any, Rejection | None]:
     except orjson.JSONDecodeError as exc:
         msg = str(exc)
     lowered = msg.lower()
-    if "surrogate in string" in lowered or "is infinity when parsed" in lowered:
-        # The second: a number beyond a double (a 400-digit integer), which Jackson reads as a BigInteger.
-        return _parse_leniently(body)
+    if "surrogate in string" in lowered:
+        return _parse_with_lone_surrogates(body)
+    if "is infinity when parsed" in lowered:
+        # A number beyond a double (a 400-digit integer), which Jackson reads as a BigInteger.
+        return _parse_big_numbers(body)
     if "depth" in lowered or "recursion" in lowered:
         return None, Rejection(TOO_DEEP, "JSON nesting is deeper than the limit of 1024 levels")
     if "utf-8" in lowered:
         return None, Rejection(NOT_UTF8, _clip(f"record is not valid UTF-8: {msg}"))
     return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {msg}"))
+
+
+# Every escape of a JSON string, in order, so that an escaped backslash is never misread as the start of
+# another escape; a surrogate pair is kept, a lone surrogate (either half) becomes U+FFFD.
+_ESCAPE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\.")
+
+
+def _fix_escape(m: re.Match[bytes]) -> bytes:
+    text = m.group()
+    return b"\\ufffd" if len(text) == 6 else text
+
+
+def _parse_with_lone_surrogates(body: bytes) -> tuple[Any, Rejection | None]:
+    # Rewriting the escapes in the bytes keeps orjson (its limits, its number handling) as the one parser.
+    fixed = _ESCAPE.sub(_fix_escape, body)
+    try:
+        return orjson.loads(fixed), None
+    except orjson.JSONDecodeError:
+        return parse_record(fixed) if fixed != body else (None, Rejection(NOT_JSON, "not valid JSON"))
 
 
 def _reject_constant(name: str) -> Any:
@@ -189,27 +210,33 @@ def _lenient_int(text: str) -> Any:
     return number if -(1 << 64) < number < (1 << 64) else float(text)
 
 
-def _parse_leniently(body: bytes) -> tuple[Any, Rejection | None]:
+def _parse_big_numbers(body: bytes) -> tuple[Any, Rejection | None]:
     try:
-        text = body.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant, parse_int=_lenient_int)
+        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_int=_lenient_int)
     except UnicodeDecodeError as exc:
         return None, Rejection(NOT_UTF8, _clip(f"record is not valid UTF-8: {exc}"))
     except RecursionError:
         return None, Rejection(TOO_DEEP, "JSON nesting is deeper than the parser's limit")
     except ValueError as exc:
         return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {exc}"))
-    return _replace_surrogates(value), None
+    if _has_lone_surrogate(value):
+        return _parse_with_lone_surrogates(body)
+    return value, None
 
 
-def _replace_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_replace_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
-    return value
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return False
 
 
 def _clip(text: str) -> str:

@@ -110,8 +110,18 @@ def _collect(
 
 
 def _flatten_into(value: Any, out: list[Any]) -> None:
-    if isinstance(value, list):
-        for item in value:
-            _flatten_into(item, out)
-    elif value is not None:
-        out.append(value)
+    # Iterative: an attacker-shaped [[[[...]]]] a thousand levels deep must not exhaust Python's stack.
+    if value.__class__ is not list:
+        if value is not None:
+            out.append(value)
+        return
+    stack = [iter(value)]
+    while stack:
+        for item in stack[-1]:
+            if item.__class__ is list:
+                stack.append(iter(item))
+                break
+            if item is not None:
+                out.append(item)
+        else:
+            stack.pop()

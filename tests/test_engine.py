@@ -194,3 +194,36 @@ def test_rejection_details_are_bounded(engine: Engine) -> None:
     out = engine.process(b'{"client32' + b"k" * 100_000 + b'": 1}')
     assert out.rejection is not None and out.rejection.reason == "unknown_source"
     assert len(out.rejection.detail) <= 300
+
+
+def test_an_escaped_backslash_is_not_a_surrogate_escape(engine: Engine) -> None:
+    # "\\\\ud800" in JSON is a backslash followed by the letters ud800: kept as text, never rewritten.
+    raw = POSITIVE.replace(b'"entity_id":"e-1"', b'"entity_id":"e-1","command_line":"client32 \\\\ud800 \\ud800"')
+    out = engine.process(raw)
+    assert out.rejection is None and len(out.alerts) == 1
+    assert out.alerts[0]["process"]["command_line"] == "client32 \\ud800 \ufffd"
+
+
+def test_a_lone_surrogate_and_a_huge_number_together(engine: Engine) -> None:
+    raw = POSITIVE.replace(
+        b'"entity_id":"e-1"', b'"entity_id":"e-1","command_line":"client32 \\udc00","n":1' + b"0" * 400
+    )
+    out = engine.process(raw)
+    assert out.rejection is None and len(out.alerts) == 1
+    assert out.alerts[0]["process"]["command_line"] == "client32 \ufffd"
+
+
+@pytest.mark.parametrize("depth", [50, 500, 990])
+def test_deep_nesting_below_the_parser_limit_is_evaluated(engine: Engine, depth: int) -> None:
+    # Deep values the rule reads (arrays of arrays) or that the normaliser reports (objects) must not
+    # exhaust Python's stack: the record is evaluated like any other.
+    deep_list = b'"process":{"name":' + b"[" * depth + b'"client32.exe"' + b"]" * depth + b","
+    raw = POSITIVE.replace(b'"process":{"name":"client32.exe",', deep_list)
+    assert raw != POSITIVE
+    out = engine.process(raw)
+    assert out.rejection is None and len(out.alerts) == 1
+    deep_object = b'"user":' + b'{"a":' * depth + b"1" + b"}" * depth
+    raw = POSITIVE.replace(b'"user":{"name":"alice","domain":"CORP"}', deep_object)
+    assert raw != POSITIVE
+    out = engine.process(raw)
+    assert out.rejection is None and len(out.alerts) == 1

@@ -67,6 +67,13 @@ def lookup(record: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _describe(value: Any) -> str:
+    # Never repr() a container: it may be a thousand levels deep (RecursionError) or megabytes long.
+    if isinstance(value, Mapping):
+        return f"an object with {len(value)} key(s)"
+    if isinstance(value, list):
+        return f"an array of {len(value)} item(s)"
+    if isinstance(value, str) and len(value) > 80:
+        return repr(value[:77]) + "..."
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
