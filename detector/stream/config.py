@@ -110,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "validate_sample_rate",
-        0.001,
+        0.0005,
         "share of the records the prefilter skips that are parsed and validated anyway (every 1/rate-th per "
         "topic), counted in detector_records_validated_total; invalid ones are dead-lettered. Catches a "
         "misrouted or changed input. 0 = off",
@@ -163,7 +163,7 @@ class WorkerConfig:
     prefilter: bool = True
     max_record_bytes: int = 1 << 20
     deadletter_max_bytes: int = 512 * 1024
-    validate_sample_rate: float = 0.001
+    validate_sample_rate: float = 0.0005
     validate_sample_interval: float = 1.0
     batch_size: int = 2000
     batch_timeout: float = 0.02
