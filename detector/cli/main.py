@@ -51,15 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except (RuleError, InputError, common.UsageError) as exc:
-        print(f"detector: error: {exc}", file=sys.stderr)
-        return 2
+        common.say(f"detector: error: {exc}")
+        return common.EXIT_USAGE
     except KeyboardInterrupt:
-        print("detector: interrupted", file=sys.stderr)
-        return 130
+        common.say("detector: interrupted")
+        return common.EXIT_INTERRUPTED
     except BrokenPipeError:
-        # A reader like `head` closed our stdout: not an error of ours.
+        # A reader like `head` closed our stdout: say so in one line, and exit as tools killed by SIGPIPE do,
+        # so `set -o pipefail` scripts see the same status they get from `cat`.
         common.silence_stdout()
-        return 0
+        common.say("detector: stdout was closed before the run finished (broken pipe); stopped")
+        return common.EXIT_BROKEN_PIPE
     return code
 
 

@@ -13,9 +13,20 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from detector.cli.common import add_rule_option, add_source_option, rules_from_args
-from detector.engine import DEFAULT_MAX_RECORD_BYTES, Engine
-from detector.inputs import check_readable, display_name, iter_records
+from detector.cli.common import (
+    EXIT_DAMAGED,
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    INPUT_HELP,
+    OutputFile,
+    add_rule_option,
+    add_source_option,
+    rules_from_args,
+    say,
+    stdout_binary,
+)
+from detector.engine import DEFAULT_MAX_RECORD_BYTES, TOO_LARGE, Engine
+from detector.inputs import InputError, OnOversized, check_readable, display_name, iter_records
 
 MAX_EXAMPLES = 5  # line references shown per rejection reason
 
@@ -27,8 +38,10 @@ def register(sub: Any) -> None:
         description=(
             "Hunt and backfill: run the rules over raw vendor records in files. Alerts go to stdout as NDJSON "
             "(Elastic Security alert documents); a summary goes to stderr. Bad records are counted and "
-            "reported with their line numbers; they never stop the run. Exit status 0 when the run completed."
+            "reported with their line numbers; they never stop the run, and neither does a damaged file."
         ),
+        epilog=INPUT_HELP + "\n" + EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="input file: NDJSON, gzipped NDJSON, JSON array, or -")
     add_source_option(p)
@@ -44,11 +57,17 @@ def register_normalize(sub: Any) -> None:
         "normalize",
         help="print the ECS events each record normalises to, as NDJSON",
         description="Normalise raw vendor records to ECS and print the events as NDJSON (no rule is applied).",
+        epilog=INPUT_HELP + "\n" + EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="input file: NDJSON, gzipped NDJSON, JSON array, or -")
     add_source_option(p)
     p.add_argument(
-        "--max-record-bytes", type=int, default=DEFAULT_MAX_RECORD_BYTES, help="reject larger records (default 1 MiB)"
+        "--max-record-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_RECORD_BYTES,
+        metavar="N",
+        help="reject records larger than N bytes (default 1 MiB)",
     )
     p.set_defaults(func=run_normalize)
 
@@ -62,11 +81,27 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-record-bytes",
-        type=int,
+        type=_positive_int,
         default=DEFAULT_MAX_RECORD_BYTES,
         metavar="N",
-        help="reject records larger than N bytes (default 1 MiB)",
+        help="reject records larger than N bytes (default 1 MiB); larger ones are skipped without being read "
+        "into memory",
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def too_large_detail(size: int, limit: int) -> str:
+    """The engine's own wording for a record over the limit, for those the reader skips before the engine."""
+    return f"record is {size} bytes, over the {limit}-byte limit"
 
 
 @dataclass
@@ -77,6 +112,7 @@ class Summary:
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)  # one line per input that broke off part-way
     seconds: float = 0.0
 
     def reject(self, reason: str, where: str) -> None:
@@ -84,6 +120,15 @@ class Summary:
         ex = self.examples.setdefault(reason, [])
         if len(ex) < MAX_EXAMPLES:
             ex.append(where)
+
+    def oversized(self, name: str, limit: int) -> OnOversized:
+        """Counts a record the reader skipped for its size, as the engine would have rejected it."""
+
+        def report(number: int, size: int) -> None:
+            self.records += 1
+            self.reject(TOO_LARGE, f"{name}:{number}: {too_large_detail(size, limit)}")
+
+        return report
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +140,7 @@ class Summary:
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(self.rejected),
             "rejected_examples": self.examples,
+            "damaged_inputs": self.damaged,
             "seconds": round(self.seconds, 3),
         }
 
@@ -115,6 +161,9 @@ class Summary:
             shown = self.examples.get(reason, [])
             more = f" and {n - len(shown)} more" if n > len(shown) else ""
             lines.append(f"    {reason}: {n:,} ({'; '.join(shown)}{more})")
+        if self.damaged:
+            lines.append(f"  damaged inputs: {len(self.damaged)} (read up to the damage; the other files in full)")
+            lines.extend(f"    {line}" for line in self.damaged)
         return "\n".join(lines)
 
 
@@ -125,13 +174,35 @@ def _progress_bar(files: list[str], disabled: bool) -> tqdm[Any] | None:
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc="scan")
 
 
+def _damaged_note(summary: Summary) -> str:
+    n = len(summary.damaged)
+    return f"detector: error: {n} input file{'s were' if n > 1 else ' was'} damaged (see the summary); exit status 1"
+
+
 def run_scan(args: argparse.Namespace) -> int:
     check_readable(args.files)
+    summary_file = OutputFile(args.summary_json, "--summary-json") if args.summary_json else None
+    try:
+        code, summary = _scan(args)
+    except BaseException:
+        if summary_file is not None:
+            summary_file.discard()
+        raise
+    if summary_file is not None:
+        summary_file.replace(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+    if summary.damaged:
+        say(_damaged_note(summary))
+    return code
+
+
+def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
+    out_stream = stdout_binary()
     rules = rules_from_args(args)
-    engine = Engine(rules, use_prefilter=not args.no_prefilter, max_record_bytes=args.max_record_bytes)
+    limit = args.max_record_bytes
+    engine = Engine(rules, use_prefilter=not args.no_prefilter, max_record_bytes=limit)
     names = {r.rule_id: r.name for r in rules}
     summary = Summary()
-    write = sys.stdout.buffer.write
+    write = out_stream.write
     bar = _progress_bar(args.files, args.no_progress)
     started = time.perf_counter()
     process = engine.process
@@ -139,53 +210,69 @@ def run_scan(args: argparse.Namespace) -> int:
     try:
         for path in args.files:
             name = display_name(path)
-            for lineno, data in iter_records(path, None if bar is None else bar.update):
-                summary.records += 1
-                out = process(data, source)
-                if out.prefiltered:
-                    summary.prefiltered += 1
-                    if source:
-                        summary.by_source[source] += 1
-                    continue
-                if out.rejection is not None:
-                    summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
-                    continue
-                summary.by_source[out.source or "?"] += 1
-                for alert in out.alerts:
-                    summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
-                    write(orjson.dumps(alert) + b"\n")
+            records = iter_records(
+                path,
+                None if bar is None else bar.update,
+                max_record_bytes=limit,
+                on_oversized=summary.oversized(name, limit),
+            )
+            try:
+                for lineno, data in records:
+                    summary.records += 1
+                    out = process(data, source)
+                    if out.prefiltered:
+                        summary.prefiltered += 1
+                        if source:
+                            summary.by_source[source] += 1
+                        continue
+                    if out.rejection is not None:
+                        summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
+                        continue
+                    summary.by_source[out.source or "?"] += 1
+                    for alert in out.alerts:
+                        summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
+                        write(orjson.dumps(alert) + b"\n")
+            except InputError as exc:
+                # The records before the damage are scanned and counted; the next file is still read.
+                summary.damaged.append(str(exc))
     finally:
         if bar is not None:
             bar.close()
         summary.seconds = time.perf_counter() - started
-        sys.stdout.flush()
-    print(summary.render(source), file=sys.stderr)
-    if args.summary_json:
-        Path(args.summary_json).write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
-    return 0
+        out_stream.flush()
+    say(summary.render(source))
+    return (EXIT_DAMAGED if summary.damaged else EXIT_OK), summary
 
 
 def run_normalize(args: argparse.Namespace) -> int:
     check_readable(args.files)
+    out_stream = stdout_binary()
     # Normalising needs no rule, but the engine's parse/reject path is the one way records are read.
     from detector.rules.model import load_rules
 
-    engine = Engine(load_rules(), use_prefilter=False, max_record_bytes=args.max_record_bytes)
+    limit = args.max_record_bytes
+    engine = Engine(load_rules(), use_prefilter=False, max_record_bytes=limit)
     summary = Summary()
-    write = sys.stdout.buffer.write
+    write = out_stream.write
     started = time.perf_counter()
     for path in args.files:
         name = display_name(path)
-        for lineno, data in iter_records(path):
-            summary.records += 1
-            out = engine.process(data, args.source, keep_events=True)
-            if out.rejection is not None:
-                summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
-                continue
-            summary.by_source[out.source or "?"] += 1
-            for event in out.events:
-                write(orjson.dumps(event) + b"\n")
+        try:
+            for lineno, data in iter_records(path, max_record_bytes=limit, on_oversized=summary.oversized(name, limit)):
+                summary.records += 1
+                out = engine.process(data, args.source, keep_events=True)
+                if out.rejection is not None:
+                    summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
+                    continue
+                summary.by_source[out.source or "?"] += 1
+                for event in out.events:
+                    write(orjson.dumps(event) + b"\n")
+        except InputError as exc:
+            summary.damaged.append(str(exc))
     summary.seconds = time.perf_counter() - started
-    sys.stdout.flush()
-    print(summary.render(args.source, verb="normalised", alerts=False), file=sys.stderr)
-    return 0
+    out_stream.flush()
+    say(summary.render(args.source, verb="normalised", alerts=False))
+    if summary.damaged:
+        say(_damaged_note(summary))
+        return EXIT_DAMAGED
+    return EXIT_OK

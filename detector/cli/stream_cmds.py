@@ -159,4 +159,6 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"  ... and {len(result.skipped) - 20} more not sent", file=sys.stderr)
     for line in result.failed[:20]:
         print(f"  delivery failed: {line}", file=sys.stderr)
-    return 1 if result.failed else 0
+    for line in result.damaged:
+        print(f"  damaged input: {line}", file=sys.stderr)
+    return 1 if result.failed or result.damaged else 0

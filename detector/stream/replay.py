@@ -15,7 +15,8 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
-from detector.inputs import display_name, iter_records
+from detector.engine import DEFAULT_MAX_RECORD_BYTES
+from detector.inputs import InputError, OnOversized, display_name, iter_records
 from detector.sources import detect_source
 from detector.stream.config import WorkerConfig
 
@@ -25,6 +26,7 @@ class ReplayResult:
     sent: Counter[str] = field(default_factory=Counter)  # per topic
     skipped: list[str] = field(default_factory=list)  # "file:line: reason" for records not sent
     failed: list[str] = field(default_factory=list)  # delivery errors
+    damaged: list[str] = field(default_factory=list)  # inputs that broke off part-way (sent up to the damage)
     seconds: float = 0.0
 
     @property
@@ -45,6 +47,16 @@ def _topic_for(data: bytes, source: str | None, topic: str | None) -> tuple[str 
     if detected is None:
         return None, "no known source detected (give --source or --topic)"
     return f"telemetry.{detected}", ""
+
+
+def _skip_oversized(result: ReplayResult, name: str) -> OnOversized:
+    # Kafka's default message size limit is about 1 MB too: such a record would not be accepted anyway.
+    def report(number: int, size: int) -> None:
+        result.skipped.append(
+            f"{name}:{number}: record is {size} bytes, over the {DEFAULT_MAX_RECORD_BYTES}-byte limit"
+        )
+
+    return report
 
 
 def replay(
@@ -69,27 +81,31 @@ def replay(
     try:
         for path in files:
             name = display_name(path)
-            for lineno, line in iter_records(path):
-                data = line.rstrip(b"\r\n")  # the record's bytes as they are, without the file's line end
-                target, why = _topic_for(data, source, topic)
-                if target is None:
-                    result.skipped.append(f"{name}:{lineno}: {why}")
-                    continue
-                if rate > 0:
-                    # Pace against the start time, not per message, so the average rate holds.
-                    delay = started + n / rate - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                while True:
-                    try:
-                        producer.produce(target, value=data, on_delivery=on_delivery)
-                        break
-                    except BufferError:
-                        producer.poll(0.1)  # local queue full: wait for deliveries
-                producer.poll(0)
-                result.sent[target] += 1
-                n += 1
-                bar.update(1)
+            records = iter_records(path, on_oversized=_skip_oversized(result, name))
+            try:
+                for lineno, line in records:
+                    data = line.rstrip(b"\r\n")  # the record's bytes as they are, without the file's line end
+                    target, why = _topic_for(data, source, topic)
+                    if target is None:
+                        result.skipped.append(f"{name}:{lineno}: {why}")
+                        continue
+                    if rate > 0:
+                        # Pace against the start time, not per message, so the average rate holds.
+                        delay = started + n / rate - time.perf_counter()
+                        if delay > 0:
+                            time.sleep(delay)
+                    while True:
+                        try:
+                            producer.produce(target, value=data, on_delivery=on_delivery)
+                            break
+                        except BufferError:
+                            producer.poll(0.1)  # local queue full: wait for deliveries
+                    producer.poll(0)
+                    result.sent[target] += 1
+                    n += 1
+                    bar.update(1)
+            except InputError as exc:
+                result.damaged.append(str(exc))  # what came before the damage was sent; go on to the next file
     finally:
         remaining = producer.flush(60)
         if remaining:
