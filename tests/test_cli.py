@@ -348,3 +348,19 @@ def test_replay_reports_damage_and_oversized_records_without_sending_them(
     assert sent == [b'{"a": 1}'] * 100 + [b'{"b": 1}', b'{"c": 1}']
     assert f"not sent: {big}:2: record is {(1 << 20) + 11} bytes, over the 1048576-byte limit" in err
     assert f"damaged input: {cut}: truncated" in err
+
+
+def test_a_malformed_value_is_dropped_counted_and_the_record_still_alerts(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    bad_pid = endpoint_record("C:\\Users\\eve\\client32.exe").replace(b'"pid":4242', b'"pid":1e30')
+    f = _ndjson(tmp_path / "in.ndjson", [bad_pid, POSITIVE])
+    summary = tmp_path / "summary.json"
+    assert main(["scan", "--summary-json", str(summary), str(f)]) == 0
+    out, err = capsysbinary.readouterr()
+    assert len(out.splitlines()) == 2  # both records alert
+    assert b"malformed values dropped, records still evaluated: 1 in 1 records" in err
+    assert b"process.pid: 1 (" in err and b"in.ndjson:1: process.pid:" in err
+    doc = json.loads(summary.read_text())
+    assert doc["malformed_values_by_field"] == {"process.pid": 1} and doc["records_with_malformed_values"] == 1
+    assert doc["rejected"] == 0

@@ -113,6 +113,10 @@ class Summary:
     rejected: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)  # one line per input that broke off part-way
+    # Malformed values dropped from records that were still evaluated (Elastic's ignore_malformed), by field.
+    ignored: Counter[str] = field(default_factory=Counter)
+    ignored_records: int = 0
+    ignored_examples: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def reject(self, reason: str, where: str) -> None:
@@ -120,6 +124,14 @@ class Summary:
         ex = self.examples.setdefault(reason, [])
         if len(ex) < MAX_EXAMPLES:
             ex.append(where)
+
+    def dropped(self, ignored: list[tuple[str, str]], where: str) -> None:
+        self.ignored_records += 1
+        for label, why in ignored:
+            self.ignored[label] += 1
+            ex = self.ignored_examples.setdefault(label, [])
+            if len(ex) < MAX_EXAMPLES:
+                ex.append(f"{where}: {why}")
 
     def oversized(self, name: str, limit: int) -> OnOversized:
         """Counts a record the reader skipped for its size, as the engine would have rejected it."""
@@ -141,6 +153,10 @@ class Summary:
             "rejected_by_reason": dict(self.rejected),
             "rejected_examples": self.examples,
             "damaged_inputs": self.damaged,
+            "malformed_values_dropped": sum(self.ignored.values()),
+            "malformed_values_by_field": dict(self.ignored),
+            "malformed_values_examples": self.ignored_examples,
+            "records_with_malformed_values": self.ignored_records,
             "seconds": round(self.seconds, 3),
         }
 
@@ -161,6 +177,15 @@ class Summary:
             shown = self.examples.get(reason, [])
             more = f" and {n - len(shown)} more" if n > len(shown) else ""
             lines.append(f"    {reason}: {n:,} ({'; '.join(shown)}{more})")
+        if self.ignored:
+            lines.append(
+                f"  malformed values dropped, records still evaluated: {sum(self.ignored.values()):,} "
+                f"in {self.ignored_records:,} records"
+            )
+            for label, n in sorted(self.ignored.items()):
+                shown = self.ignored_examples.get(label, [])
+                more = f" and {n - len(shown)} more" if n > len(shown) else ""
+                lines.append(f"    {label}: {n:,} ({'; '.join(shown)}{more})")
         if self.damaged:
             lines.append(f"  damaged inputs: {len(self.damaged)} (read up to the damage; the other files in full)")
             lines.extend(f"    {line}" for line in self.damaged)
@@ -229,6 +254,8 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
                         summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
                         continue
                     summary.by_source[out.source or "?"] += 1
+                    if out.ignored:
+                        summary.dropped(out.ignored, f"{name}:{lineno}")
                     for alert in out.alerts:
                         summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
                         write(orjson.dumps(alert) + b"\n")
@@ -265,6 +292,8 @@ def run_normalize(args: argparse.Namespace) -> int:
                     summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
                     continue
                 summary.by_source[out.source or "?"] += 1
+                if out.ignored:
+                    summary.dropped(out.ignored, f"{name}:{lineno}")
                 for event in out.events:
                     write(orjson.dumps(event) + b"\n")
         except InputError as exc:

@@ -85,6 +85,7 @@ _TWO_63 = float(1 << 63)
 # (field, why) for each value dropped as malformed while normalising one record.
 Ignored = tuple[str, str]
 _IGNORED: ContextVar[list[Ignored] | None] = ContextVar("detector_ignored", default=None)
+_INDEX = re.compile(r"\[\d+\]")
 
 
 @contextmanager
@@ -107,7 +108,8 @@ def malformed(field: str, message: str) -> None:
     sink = _IGNORED.get()
     if sink is None:
         raise NormalizeError(message)
-    sink.append((field, message))
+    # The field is a metric label and a summary key: records[3].x and records[7].x are one field.
+    sink.append((_INDEX.sub("[]", field), message))
 
 
 def opt_str(value: Any, field: str, *, dash_is_empty: bool = False) -> str | None:
