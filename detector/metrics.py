@@ -37,6 +37,12 @@ class Metrics:
         self.normalized = Counter(
             "detector_records_normalized", "Records parsed and normalised to ECS", ["source"], registry=r
         )
+        self.malformed_values = Counter(
+            "detector_malformed_values",
+            "Malformed values dropped from records that were still evaluated (as Elastic's ignore_malformed)",
+            ["source", "field"],
+            registry=r,
+        )
         self.rejected = Counter(
             "detector_records_rejected",
             "Records sent to the dead-letter topic, by reason",

@@ -523,3 +523,19 @@ def _bench(rounds: int = 15, batches: int = 100, size: int = 2000) -> None:
 
 if __name__ == "__main__":
     _bench()
+
+
+# -- malformed values ------------------------------------------------------------------------------------------
+
+
+def test_a_malformed_value_is_counted_and_the_record_still_matches() -> None:
+    # A positive whose process id is beyond 64 bits: once a poison pill, now an alert and a counted drop.
+    loop = make_loop()
+    good = positive("crowdstrike_fdr")
+    doc = orjson.loads(good)
+    doc["RawProcessId"] = "1" + "0" * 30
+    producer = FakeProducer(configured_max(loop, topic_max=None))
+    consumer = run_batches(loop, producer, [messages(CS_TOPIC, [orjson.dumps(doc), good])])
+    assert len(producer.on(MATCHES_TOPIC)) == 2 and producer.on(DL_TOPIC) == []
+    assert metric(loop, "detector_malformed_values_total", source="crowdstrike_fdr", field="RawProcessId") == 1
+    assert consumer.commits == [{(CS_TOPIC, 0): 2}]
