@@ -8,7 +8,7 @@ what reaches alert building and serialisation, where a plain random document nev
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -29,6 +29,8 @@ __all__ = [
     "random_json",
     "seeds",
     "structured_mutation",
+    "sweep",
+    "sweep_seeds",
 ]
 
 Path = tuple[str | int, ...]
@@ -420,6 +422,65 @@ def random_json(rng: random.Random) -> bytes:
     if rng.random() < 0.5:
         doc[rng.choice(("process.name", "tgt.process.name", "process.pe.original_file_name"))] = "client32.exe"
     return _frame(rng, encode(doc, ascii_only=rng.random() < 0.1))
+
+
+# One value of each type a normaliser may meet where it expects another ("orig" stands for the value found).
+TYPE_SWAPS: tuple[Any, ...] = (
+    0,
+    2**64,
+    -(2**63) - 1,
+    1e308,
+    0.5,
+    True,
+    None,
+    [],
+    ["orig"],
+    {},
+    {"a": "orig"},
+    "A" * 70_000,
+    "",
+    "\ud800",
+)
+
+
+def _swap(value: Any, original: Any) -> Any:
+    if value == ["orig"]:
+        return [original]
+    if value == {"a": "orig"}:
+        return {"a": original}
+    return value
+
+
+def sweep_seeds(per_source: int = 10) -> list[int]:
+    """Indices into `seeds()` of up to `per_source` positives of each source (all variants first)."""
+    counts: dict[str, int] = {}
+    chosen = []
+    for i, seed in enumerate(seeds()):
+        if seed.kind == "positive" and counts.get(seed.source, 0) < per_source:
+            counts[seed.source] = counts.get(seed.source, 0) + 1
+            chosen.append(i)
+    return chosen
+
+
+def sweep(
+    seed_index: int, swaps: tuple[Any, ...] = TYPE_SWAPS, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """Every path (from `start` to `stop`) of one seed given every value of `swaps` in turn: (label, record).
+
+    The random mutations reach each path eventually; this reaches each one for sure, in a known order.
+    """
+    seed = seeds()[seed_index]
+    for path in paths(seed.doc)[start:stop]:
+        for value in swaps:
+            doc = orjson.loads(seed.raw)
+            original = _parent(doc, path)[path[-1]]
+            mutate_tree(doc, path, "replace", _swap(value, original))
+            yield f"{seed.source}/{seed.variant} {'.'.join(map(str, path))} = {_label(value)}", encode(doc)
+
+
+def _label(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} chars)"
 
 
 GENERATORS: dict[str, tuple[float, Callable[[random.Random], bytes]]] = {

@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 
 from tests.fuzz.findings import CORPUS_DIR, corpus_files, load_index, minimise, save_finding
-from tests.fuzz.generators import GENERATORS, seeds
+from tests.fuzz.generators import GENERATORS, TYPE_SWAPS, paths, seeds, sweep, sweep_seeds
 from tests.fuzz.invariants import INVARIANTS, Checker, Failure
 
 CHUNK = 500  # inputs per unit of work: big enough to amortise a process hop, small enough for progress
@@ -60,38 +60,66 @@ def _init_worker() -> None:
     seeds()  # built once per process, not once per chunk
 
 
-def _fuzz_chunk(task: tuple[int, int, int, Sequence[tuple[str, float]]]) -> ChunkResult:
-    seed, chunk, count, mix = task
+@dataclass(frozen=True)
+class RandomTask:
+    seed: int
+    chunk: int
+    count: int
+    mix: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    seed_index: int  # into generators.seeds(), the same in every process
+    start: int  # paths [start, stop) of that seed
+    stop: int
+
+
+def _fuzz_chunk(task: RandomTask | SweepTask) -> ChunkResult:
     checker = _checker or Checker()
+    result = ChunkResult()
+    if isinstance(task, SweepTask):
+        for label, raw in sweep(task.seed_index, start=task.start, stop=task.stop):
+            _record(result, checker, raw, "sweep", f"sweep: {label}")
+        return result
     # A string seed is hashed (sha512) by random.Random, so chunk streams are independent and the
     # same for any number of jobs.
-    rng = random.Random(f"{seed}/{chunk}")
-    names = [name for name, _ in mix]
-    weights = [w for _, w in mix]
-    result = ChunkResult()
-    for k in range(count):
+    rng = random.Random(f"{task.seed}/{task.chunk}")
+    names = [name for name, _ in task.mix]
+    weights = [w for _, w in task.mix]
+    for k in range(task.count):
         name = rng.choices(names, weights)[0]
         raw = GENERATORS[name][1](rng)
-        failures = checker.check(raw)
-        result.inputs += 1
-        result.by_generator[name] += 1
-        if not failures:
-            continue
-        result.failing_inputs += 1
-        result.by_kind.update({(f.invariant, f.kind) for f in failures})
-        for failure in failures:
-            result.by_signature[failure.signature] += 1
-            known = result.examples.get(failure.signature)
-            if known is None or len(raw) < len(known[0]):
-                result.examples[failure.signature] = (raw, failure, f"seed {seed} input {chunk * CHUNK + k} ({name})")
+        _record(result, checker, raw, name, f"seed {task.seed} input {task.chunk * CHUNK + k} ({name})")
     return result
 
 
+def _record(result: ChunkResult, checker: Checker, raw: bytes, generator: str, origin: str) -> None:
+    failures = checker.check(raw)
+    result.inputs += 1
+    result.by_generator[generator] += 1
+    if not failures:
+        return
+    result.failing_inputs += 1
+    result.by_kind.update({(f.invariant, f.kind) for f in failures})
+    for failure in failures:
+        result.by_signature[failure.signature] += 1
+        known = result.examples.get(failure.signature)
+        if known is None or len(raw) < len(known[0]):
+            result.examples[failure.signature] = (raw, failure, origin)
+
+
 def _tasks(
-    seed: int, inputs: int, mix: Sequence[tuple[str, float]]
-) -> Iterator[tuple[int, int, int, Sequence[tuple[str, float]]]]:
+    seed: int, inputs: int, mix: Sequence[tuple[str, float]], sweep_per_source: int
+) -> Iterator[RandomTask | SweepTask]:
+    # The sweep first: it is the systematic part, and short. Each task covers about CHUNK inputs.
+    step = max(1, CHUNK // len(TYPE_SWAPS))
+    for index in sweep_seeds(sweep_per_source) if sweep_per_source else ():
+        n_paths = len(paths(seeds()[index].doc))
+        for start in range(0, n_paths, step):
+            yield SweepTask(index, start, min(start + step, n_paths))
     for chunk in range((inputs + CHUNK - 1) // CHUNK):
-        yield seed, chunk, min(CHUNK, inputs - chunk * CHUNK), mix
+        yield RandomTask(seed, chunk, min(CHUNK, inputs - chunk * CHUNK), tuple(mix))
 
 
 def _parse_mix(text: str | None) -> list[tuple[str, float]]:
@@ -158,6 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--mix", help="generator weights, e.g. structured=0.5,bytes=0.3,json=0.15,noise=0.05")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first give every path of N positives per source every value type in turn (about 12,000 inputs per N)",
+    )
     parser.add_argument("--corpus", type=Path, default=CORPUS_DIR, help="corpus directory (default tests/fuzz/corpus)")
     parser.add_argument("--no-write", action="store_true", help="report new findings without writing them")
     parser.add_argument("--minimise-budget", type=int, default=800, help="re-checks spent shrinking one finding")
@@ -176,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reminimise:
         reminimise(checker, args.corpus, args.minimise_budget)
     open_signatures, corpus_failing = replay_corpus(checker, args.corpus)
+    if args.sweep:
+        swept = sum(len(paths(seeds()[i].doc)) for i in sweep_seeds(args.sweep)) * len(TYPE_SWAPS)
+        print(f"sweep: {swept:,} inputs (every path of {args.sweep} positive(s) per source x {len(TYPE_SWAPS)} types)")
     print(
         f"fuzzing {args.inputs:,} inputs, seed {args.seed}, {args.jobs} job(s), mix "
         + ", ".join(f"{n}={w:g}" for n, w in mix)
@@ -191,9 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pool is None:
         _init_worker()
     results = (
-        pool.imap(_fuzz_chunk, _tasks(args.seed, args.inputs, mix))
+        pool.imap(_fuzz_chunk, _tasks(args.seed, args.inputs, mix, args.sweep))
         if pool
-        else map(_fuzz_chunk, _tasks(args.seed, args.inputs, mix))
+        else map(_fuzz_chunk, _tasks(args.seed, args.inputs, mix, args.sweep))
     )
     try:
         for result in results:
