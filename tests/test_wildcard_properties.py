@@ -3,8 +3,8 @@
 The reference is the textbook O(len(pattern) * len(value)) table over code points, with Elasticsearch's
 case rule written out directly: a pattern character matches a value character iff they are equal or
 both are ASCII letters that differ only in case (AutomatonQueries.toCaseInsensitiveChar folds nothing
-at or above 128). It shares no code with the implementation, which compiles regexes for patterns with
-at most one `*` and matches segment by segment above that.
+at or above 128). It shares no code with the implementation, which compiles every star but the last
+to an atomic leftmost search.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ VALUE_ALPHABET = LETTERS + "*?x"
 
 patterns = st.text(alphabet=PATTERN_ALPHABET, max_size=8)
 values = st.text(alphabet=VALUE_ALPHABET, max_size=12)
-# Patterns with several stars take the segment matcher; draw them often, not by luck.
+# Patterns with several stars compile to atomic groups; draw them often, not by luck.
 segments = st.text(alphabet=LETTERS + "?", max_size=3)
 star_patterns = st.lists(segments, min_size=3, max_size=6).map("*".join)
 any_pattern = st.one_of(patterns, star_patterns)
@@ -124,8 +124,8 @@ def test_value_matches_itself_when_pattern_is_literal(pattern: str, value: str) 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(any_pattern, min_size=1, max_size=4), values, st.booleans())
 def test_pattern_list_is_any_of(pats: list[str], value: str, as_list_value: bool) -> None:
-    # A list mixes regex and segment matchers; it must equal any() over the items, on the inline str path
-    # and on the list path alike.
+    # A list compiles to one alternation; it must equal any() over the items, on the inline str path and
+    # on the list path alike.
     items = ", ".join('"' + p.replace("\\", "\\\\") + '"' for p in pats)
     compiled = compile_query(f"any where f : ({items})")
     event = {"f": ["zz", value] if as_list_value else value}

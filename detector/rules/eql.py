@@ -489,128 +489,57 @@ def _char_regex(c: str, insensitive: bool) -> str:
     return "[" + "".join(re.escape(v) for v in sorted(variants)) + "]"
 
 
+_STARS = re.compile(r"\*+")
+
+
+def _segment_regex(segment: str, insensitive: bool, wildcards: bool) -> str:
+    return "".join("." if wildcards and c == "?" else _char_regex(c, insensitive) for c in segment)
+
+
 def _pattern_regex(pattern: str, insensitive: bool, wildcards: bool) -> str:
-    parts: list[str] = []
-    for c in pattern:
-        if wildcards and c == "*":
-            if not parts or parts[-1] != ".*":  # a run of stars is one star; avoids needless backtracking
-                parts.append(".*")
-        elif wildcards and c == "?":
-            parts.append(".")
-        else:
-            parts.append(_char_regex(c, insensitive))
-    return "".join(parts)
+    """A regex for `fullmatch` that runs in O(len(value) * len(pattern)) whatever the value.
+
+    A plain `.*` per star lets the regex engine retry every way of splitting the value between the
+    stars: a crafted 360 KB path took seconds against `\\Device\\HarddiskVolume*\\Users\\*.exe`,
+    and `*a*a*a*a*a*b` took 17 s on 100 characters. Between two stars a segment has a fixed length (`?`
+    is one code point), so matching each middle segment at its leftmost occurrence after the previous
+    one is exact (a later occurrence only leaves less room for the rest). `(?>.*?segment)` is that
+    leftmost search as an atomic group: once found, the engine never comes back to try another split.
+    Only the last star stays a backtracking `.*`, and one `.*` before a fixed-length tail backs off at
+    most once over the value.
+    """
+    if not wildcards:
+        return _segment_regex(pattern, insensitive, wildcards)
+    head, *middle = _STARS.sub("*", pattern).split("*")
+    if not middle:
+        return _segment_regex(head, insensitive, wildcards)
+    *middle, tail = middle
+    return (
+        _segment_regex(head, insensitive, wildcards)
+        + "".join(f"(?>.*?{_segment_regex(m, insensitive, wildcards)})" for m in middle)
+        + ".*"
+        + _segment_regex(tail, insensitive, wildcards)
+    )
 
 
 def _compile_patterns(patterns: Iterable[str], insensitive: bool, wildcards: bool) -> re.Pattern[str]:
+    # An alternation under fullmatch tries each alternative from position 0 only: still linear.
     alts = sorted({_pattern_regex(p, insensitive, wildcards) for p in patterns})
     body = alts[0] if len(alts) == 1 else "|".join(f"(?:{a})" for a in alts)
     return re.compile(body, re.DOTALL)
 
 
-_STARS = re.compile(r"\*+")
-
-StrTest = Callable[[str], bool]
-
-
-@dataclass(frozen=True)
-class StrMatcher:
-    """Decides one str value against a pattern list.
-
-    `test` always answers. `fullmatch` is set when one regex decides on its own: the generated code calls
-    it directly, since that is the cheapest way to ask re.
-    """
-
-    test: StrTest
-    fullmatch: Callable[[str], re.Match[str] | None] | None
-
-
-def _glob_test(pattern: str, insensitive: bool) -> StrTest:
-    """Linear-time matcher for a pattern with two or more `*` (runs of stars already collapsed).
-
-    A backtracking regex for `a*b*c` can retry every split of the value between the stars, which is
-    quadratic or worse on a crafted value. Between stars every segment has a fixed length (`?` is one
-    code point), so taking each middle segment at its leftmost occurrence is exact: any later
-    occurrence leaves less room for the rest. The head must match at 0, the tail must end the value,
-    and the middles are searched in order inside what the two leave; every search moves forward, so
-    the whole match costs O(len(value) * len(pattern)).
-    """
-    head, *middle, tail = pattern.split("*")
-
-    def segment(text: str) -> re.Pattern[str]:
-        return re.compile(_pattern_regex(text, insensitive, wildcards=True), re.DOTALL)
-
-    head_match = segment(head).match if head else None
-    tail_match = segment(tail).match if tail else None
-    searches = tuple(segment(m).search for m in middle)
-    head_len, tail_len = len(head), len(tail)
-    min_len = head_len + tail_len + sum(len(m) for m in middle)
-
-    def test(value: str) -> bool:
-        n = len(value)
-        if n < min_len:
-            return False
-        if head_match is not None and head_match(value) is None:
-            return False
-        end = n - tail_len
-        if tail_match is not None and tail_match(value, end) is None:
-            return False
-        pos = head_len
-        for search in searches:
-            found = search(value, pos, end)
-            if found is None:
-                return False
-            pos = found.end()
-        return True
-
-    return test
-
-
-def _str_matcher(patterns: Iterable[str], insensitive: bool, wildcards: bool) -> StrMatcher:
-    """Any-of over the patterns, in time linear in the value's length times the patterns' length.
-
-    With at most one `*` an anchored regex is linear: the single `.*` backs off at most once over the
-    value, trying a fixed-length tail at each step. Patterns with more stars go through _glob_test.
-    """
-    simple: list[str] = []
-    globs: list[StrTest] = []
-    for p in dict.fromkeys(patterns):  # dedupe, keep order
-        collapsed = _STARS.sub("*", p) if wildcards else p
-        if wildcards and collapsed.count("*") >= 2:
-            globs.append(_glob_test(collapsed, insensitive))
-        else:
-            simple.append(collapsed)
-    if not globs:
-        fm = _compile_patterns(simple, insensitive, wildcards).fullmatch
-
-        def regex_test(value: str) -> bool:
-            return fm(value) is not None
-
-        return StrMatcher(regex_test, fm)
-    if not simple and len(globs) == 1:
-        return StrMatcher(globs[0], None)
-    simple_fm = _compile_patterns(simple, insensitive, wildcards).fullmatch if simple else None
-    all_globs = tuple(globs)
-
-    def any_test(value: str) -> bool:
-        if simple_fm is not None and simple_fm(value) is not None:
-            return True
-        return any(g(value) for g in all_globs)
-
-    return StrMatcher(any_test, None)
-
-
-_wildcard_cache: dict[str, StrTest] = {}
+_wildcard_cache: dict[str, re.Pattern[str]] = {}
 
 
 def wildcard_match(pattern: str, value: str) -> bool:
     """`value : pattern` for one string value: ASCII case-insensitive, `*` and `?` wildcards."""
-    test = _wildcard_cache.get(pattern)
-    if test is None:
-        test = _str_matcher((pattern,), insensitive=True, wildcards=True).test
+    rx = _wildcard_cache.get(pattern)
+    if rx is None:
+        rx = _compile_patterns((pattern,), insensitive=True, wildcards=True)
         if len(_wildcard_cache) < 4096:
-            _wildcard_cache[pattern] = test
-    return test(value)
+            _wildcard_cache[pattern] = rx
+    return rx.fullmatch(value) is not None
 
 
 # ------------------------------------------------------------------------------------------ field access
@@ -652,18 +581,18 @@ def _number(v: Any) -> float | None:
 ValuePred = Callable[[Any], bool]
 
 
-def _scalar_pred(cmp: Compare) -> tuple[ValuePred, StrMatcher | None, frozenset[str] | None]:
-    """A predicate over one non-null scalar value, plus a matcher or string set usable as a str fast path."""
+def _scalar_pred(cmp: Compare) -> tuple[ValuePred, re.Pattern[str] | None, frozenset[str] | None]:
+    """A predicate over one non-null scalar value, plus a regex or string set usable as a str fast path."""
     op = cmp.op
     if op in (":", "like", "like~", "in~"):
-        matcher = _str_matcher((str(v) for v in cmp.values), insensitive=op != "like", wildcards=op != "in~")
-        test = matcher.test
+        rx = _compile_patterns((str(v) for v in cmp.values), insensitive=op != "like", wildcards=op != "in~")
+        fm = rx.fullmatch
 
         def match_pattern(v: Any) -> bool:
             s = _keyword(v)
-            return s is not None and test(s)
+            return s is not None and fm(s) is not None
 
-        return match_pattern, matcher, None
+        return match_pattern, rx, None
     # ==, != and in: exact comparison against each literal.
     strings = frozenset(v for v in cmp.values if isinstance(v, str))
     all_strings = all(isinstance(v, str) for v in cmp.values)
@@ -692,10 +621,10 @@ def _scalar_pred(cmp: Compare) -> tuple[ValuePred, StrMatcher | None, frozenset[
     return match_exact, None, strings if all_strings else None
 
 
-def _values_pred(cmp: Compare) -> tuple[ValuePred, StrMatcher | None, frozenset[str] | None, bool]:
+def _values_pred(cmp: Compare) -> tuple[ValuePred, re.Pattern[str] | None, frozenset[str] | None, bool]:
     """A predicate over the raw value found at the field (None, scalar or list).
 
-    Returns (pred, matcher, strings, negated). For a plain str value the fast path is the matcher
+    Returns (pred, regex, strings, negated). For a plain str value the fast path is `regex.fullmatch`
     or `in strings`, negated for `!=`.
     """
     if cmp.values == (None,):
@@ -706,14 +635,14 @@ def _values_pred(cmp: Compare) -> tuple[ValuePred, StrMatcher | None, frozenset[
             return not _as_values(raw)
 
         return is_null, None, None, False
-    scalar, matcher, strings = _scalar_pred(cmp)
+    scalar, rx, strings = _scalar_pred(cmp)
     if cmp.op == "!=":
 
         def differs(raw: Any) -> bool:
             vals = _as_values(raw)
             return bool(vals) and not any(scalar(v) for v in vals)
 
-        return differs, matcher, strings, True
+        return differs, rx, strings, True
 
     def any_match(raw: Any) -> bool:
         if raw is None:
@@ -722,7 +651,7 @@ def _values_pred(cmp: Compare) -> tuple[ValuePred, StrMatcher | None, frozenset[
             return any(scalar(v) for v in _as_values(raw))
         return scalar(raw)
 
-    return any_match, matcher, strings, False
+    return any_match, rx, strings, False
 
 
 class _CodeGen:
@@ -751,13 +680,11 @@ class _CodeGen:
         return self.leaf(node) + "(ev)"
 
     def leaf(self, cmp: Compare) -> str:
-        pred, matcher, strings, negated = _values_pred(cmp)
+        pred, rx, strings, negated = _values_pred(cmp)
         p = self.name("p", pred)
         fn = f"_t{self.n}"
-        if matcher is not None and matcher.fullmatch is not None:
-            fast = f"{self.name('r', matcher.fullmatch)}({{0}}) is {'' if negated else 'not '}None"
-        elif matcher is not None:
-            fast = f"{'not ' if negated else ''}{self.name('g', matcher.test)}({{0}})"
+        if rx is not None:
+            fast = f"{self.name('r', rx.fullmatch)}({{0}}) is {'' if negated else 'not '}None"
         elif strings is not None and len(strings) == 1 and not negated:
             fast = "{0} == " + repr(next(iter(strings))).replace("{", "{{").replace("}", "}}")
         elif strings is not None:
