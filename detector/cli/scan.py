@@ -25,7 +25,7 @@ from detector.cli.common import (
     say,
     stdout_binary,
 )
-from detector.engine import DEFAULT_MAX_RECORD_BYTES, TOO_LARGE, Engine
+from detector.engine import DEFAULT_MAX_RECORD_BYTES, TOO_LARGE, Engine, Outcome
 from detector.inputs import InputError, OnOversized, check_readable, display_name, iter_records
 
 MAX_EXAMPLES = 5  # line references shown per rejection reason
@@ -124,6 +124,22 @@ class Summary:
         ex = self.examples.setdefault(reason, [])
         if len(ex) < MAX_EXAMPLES:
             ex.append(where)
+
+    def count(self, out: Outcome, name: str, number: int, pinned: str | None) -> bool:
+        """Count one record's outcome; True when it was evaluated (its alerts or events are to be written)."""
+        self.records += 1
+        if out.prefiltered:
+            self.prefiltered += 1
+            if pinned:
+                self.by_source[pinned] += 1
+            return False
+        if out.rejection is not None:
+            self.reject(out.rejection.reason, f"{name}:{number}: {out.rejection.detail}")
+            return False
+        self.by_source[out.source or "?"] += 1
+        if out.ignored:
+            self.dropped(out.ignored, f"{name}:{number}")
+        return True
 
     def dropped(self, ignored: list[tuple[str, str]], where: str) -> None:
         self.ignored_records += 1
@@ -231,6 +247,7 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
     bar = _progress_bar(args.files, args.no_progress)
     started = time.perf_counter()
     process = engine.process
+    count = summary.count
     source = args.source
     try:
         for path in args.files:
@@ -243,19 +260,9 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
             )
             try:
                 for lineno, data in records:
-                    summary.records += 1
                     out = process(data, source)
-                    if out.prefiltered:
-                        summary.prefiltered += 1
-                        if source:
-                            summary.by_source[source] += 1
+                    if not count(out, name, lineno, source):
                         continue
-                    if out.rejection is not None:
-                        summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
-                        continue
-                    summary.by_source[out.source or "?"] += 1
-                    if out.ignored:
-                        summary.dropped(out.ignored, f"{name}:{lineno}")
                     for alert in out.alerts:
                         summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
                         write(orjson.dumps(alert) + b"\n")
@@ -286,14 +293,9 @@ def run_normalize(args: argparse.Namespace) -> int:
         name = display_name(path)
         try:
             for lineno, data in iter_records(path, max_record_bytes=limit, on_oversized=summary.oversized(name, limit)):
-                summary.records += 1
                 out = engine.process(data, args.source, keep_events=True)
-                if out.rejection is not None:
-                    summary.reject(out.rejection.reason, f"{name}:{lineno}: {out.rejection.detail}")
+                if not summary.count(out, name, lineno, args.source):
                     continue
-                summary.by_source[out.source or "?"] += 1
-                if out.ignored:
-                    summary.dropped(out.ignored, f"{name}:{lineno}")
                 for event in out.events:
                     write(orjson.dumps(event) + b"\n")
         except InputError as exc:
