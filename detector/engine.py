@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ REASONS = (TOO_LARGE, NOT_UTF8, NOT_JSON, NOT_OBJECT, TOO_DEEP, BAD_FIELD, UNKNO
 _BOM = b"\xef\xbb\xbf"
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _DETAIL_LIMIT = 300
+_NESTING_LIMIT = 1024  # orjson's, so that both parse paths refuse the same records
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,7 @@ def parse_record(raw: bytes) -> tuple[Any, Rejection | None]:
         # A number beyond a double (a 400-digit integer), which Jackson reads as a BigInteger.
         return _parse_big_numbers(body)
     if "depth" in lowered or "recursion" in lowered:
-        return None, Rejection(TOO_DEEP, "JSON nesting is deeper than the limit of 1024 levels")
+        return None, Rejection(TOO_DEEP, f"JSON nesting is deeper than the limit of {_NESTING_LIMIT} levels")
     if "utf-8" in lowered:
         return None, Rejection(NOT_UTF8, _clip(f"record is not valid UTF-8: {msg}"))
     return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {msg}"))
@@ -211,6 +213,10 @@ def _lenient_int(text: str) -> Any:
 
 
 def _parse_big_numbers(body: bytes) -> tuple[Any, Rejection | None]:
+    # Python's parser recurses once per nesting level; the headroom lets it reach orjson's 1024 levels,
+    # which the fast path accepts, instead of refusing a record orjson (and Jackson) would read.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, _NESTING_LIMIT + 1000))
     try:
         value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_int=_lenient_int)
     except UnicodeDecodeError as exc:
@@ -219,9 +225,29 @@ def _parse_big_numbers(body: bytes) -> tuple[Any, Rejection | None]:
         return None, Rejection(TOO_DEEP, "JSON nesting is deeper than the parser's limit")
     except ValueError as exc:
         return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {exc}"))
+    finally:
+        sys.setrecursionlimit(limit)
+    if _nesting(body) > _NESTING_LIMIT:
+        return None, Rejection(TOO_DEEP, f"JSON nesting is deeper than the limit of {_NESTING_LIMIT} levels")
     if _has_lone_surrogate(value):
         return _parse_with_lone_surrogates(body)
     return value, None
+
+
+def _nesting(body: bytes) -> int:
+    """Deepest bracket nesting outside strings (the fallback path only: Python's parser has no limit of its own)."""
+    depth = deepest = 0
+    for m in _STRUCTURE.finditer(body):
+        token = m.group()
+        if token in (b"{", b"["):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"}", b"]"):
+            depth -= 1
+    return deepest
+
+
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]')
 
 
 def _has_lone_surrogate(value: Any) -> bool:

@@ -96,8 +96,16 @@ def _collect(
         return
     cls = node.__class__
     if cls is list:
-        for item in node:
-            _collect(item, parts, dotted_keys, i, out)
+        # Arrays of arrays are walked without recursion: their depth is the attacker's, not the path's.
+        stack = [iter(node)]
+        while stack:
+            for item in stack[-1]:
+                if item.__class__ is list:
+                    stack.append(iter(item))
+                    break
+                _collect(item, parts, dotted_keys, i, out)
+            else:
+                stack.pop()
         return
     if cls is not dict and not isinstance(node, Mapping):
         return
