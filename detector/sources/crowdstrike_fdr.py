@@ -19,29 +19,8 @@ from detector.sources.base import (
     put,
     seconds_epoch_to_iso,
 )
+from detector.sources.crowdstrike_fdr_categories import CATEGORIES
 
-# event_simpleName -> (category, type, kind): the entries of categorize.yml this detector relies on.
-_CATEGORIES: dict[str, tuple[list[str], list[str], str]] = {
-    "ProcessRollup2": (["process"], ["start"], "event"),
-    "SyntheticProcessRollup2": (["process"], ["start"], "event"),
-    "ProcessRollup2Stats": (["process"], ["info"], "event"),
-    "EndOfProcess": (["process"], ["end"], "event"),
-    "TerminateProcess": (["process"], ["end"], "event"),
-    "AbnormalTerminationNotification": (["process"], ["end"], "event"),
-    "ProcessBlocked": (["process"], ["denied"], "event"),
-    "ServiceStarted": (["process"], ["start"], "event"),
-    "ServiceStopped": (["process"], ["end"], "event"),
-    "RansomwareOpenFile": (["file"], ["access"], "alert"),
-    "NewExecutableWritten": (["file"], ["creation"], "event"),
-    "PeFileWritten": (["file"], ["creation"], "event"),
-    "ExecutableDeleted": (["file"], ["deletion"], "event"),
-    "ImageHash": (["library"], ["start"], "event"),
-    "ClassifiedModuleLoad": (["library"], ["start"], "event"),
-    "NetworkConnectIP4": (["network"], ["connection", "start"], "event"),
-    "NetworkConnectIP6": (["network"], ["connection", "start"], "event"),
-    "DnsRequest": (["network"], ["protocol", "info"], "event"),
-    "UserLogon": (["authentication"], ["start"], "event"),
-}
 _PLATFORMS = {"Lin": "linux", "Mac": "macos", "Win": "windows", "iOS": "ios"}
 
 
@@ -85,22 +64,39 @@ def _process_name(executable: str) -> str | None:
     return name or None
 
 
+def _categorize(name: str | None) -> tuple[list[str] | None, list[str] | None, str | None]:
+    if name is None:
+        return None, None, None
+    row = CATEGORIES.get(name)
+    if row is not None:
+        return list(row[0]), list(row[1]), row[2]
+    if name.endswith("Written"):
+        # categorize.yml's first processor: any *Written name is a file event; it sets no type or kind.
+        return ["file"], None, None
+    return None, None, None
+
+
 def normalize(record: Record) -> list[Event]:
     """One FDR event -> one ECS event.
 
     ECS field                  <- FDR field
     @timestamp, event.created  <- UTCTimestamp (s or ms), else timestamp (ms epoch string)
     event.action               <- event_simpleName
-    event.category/type/kind   <- categorize.yml by event_simpleName (ProcessRollup2 and
-                                  SyntheticProcessRollup2 -> ["process"]/["start"]; RansomwareOpenFile
-                                  -> ["file"]/["access"]; unknown names -> no category)
+    event.category/type/kind   <- categorize.yml by event_simpleName (crowdstrike_fdr_categories.py:
+                                  ProcessRollup, ProcessRollup2, SyntheticProcessRollup2,
+                                  WmiCreateProcess, ProcessExecOnRDPFile, ... -> process start;
+                                  other *Written names -> ["file"] only; unknown names -> none)
     event.id                   <- "id|aid|cid" (each part empty when missing)
     host.id                    <- aid
     host.hostname, host.name   <- ComputerName (else hostname)
     host.os.type               <- event_platform Win/Lin/Mac/iOS -> windows/linux/macos/ios
-    process.executable         <- ImageFileName, kept in \\Device\\HarddiskVolumeN\\... form
+    process.executable         <- ImageFileName, kept in \\Device\\HarddiskVolumeN\\... form, except on
+                                  library and driver events, where ImageFileName is the module
+                                  (Elastic's dll.path): there TargetImageFileName on Windows, else unset
     process.name               <- last segment of ImageFileName when it starts with "\\" or "/",
-                                  otherwise ImageFileName whole (the pipeline's script)
+                                  otherwise ImageFileName whole (the pipeline's script); library events
+                                  on Windows: after the last "\\" of TargetImageFileName; network
+                                  events: ContextBaseFileName when present
     process.command_line       <- CommandLine
     process.pid                <- RawProcessId (else EtwRawProcessId), unsigned decimal -> int
     process.entity_id          <- TargetProcessId, else ContextProcessId
@@ -119,13 +115,10 @@ def normalize(record: Record) -> list[Event]:
     put(event, "@timestamp", ts)
     put(event, "event.created", ts)
     put(event, "event.action", name)
-    cat = _CATEGORIES.get(name or "")
-    if cat is None and name is not None and name.endswith("Written"):
-        cat = (["file"], ["creation"], "event")
-    if cat is not None:
-        put(event, "event.category", list(cat[0]))
-        put(event, "event.type", list(cat[1]))
-        put(event, "event.kind", cat[2])
+    category, types, kind = _categorize(name)
+    put(event, "event.category", category)
+    put(event, "event.type", types)
+    put(event, "event.kind", kind)
     ids = [_s(record, "id"), _s(record, "aid"), _s(record, "cid")]
     if any(part is not None for part in ids):
         put(event, "event.id", "|".join(part or "" for part in ids))
@@ -137,17 +130,30 @@ def normalize(record: Record) -> list[Event]:
     os_type = _PLATFORMS.get(_s(record, "event_platform") or "")
     put(event, "host.os.type", os_type)
 
-    is_process = cat is not None and "process" in cat[0]
-    is_library = cat is not None and ("library" in cat[0] or "driver" in cat[0])
-    exe = _s(record, "ImageFileName")
-    if exe is not None and not is_library:
-        put(event, "process.executable", exe)
-        put(event, "process.name", _process_name(exe))
+    categories = category or []
+    is_process = "process" in categories
+    is_library = "library" in categories
+    windows = os_type == "windows"
+    if is_library or "driver" in categories:
+        # The pipeline files a loaded module's or driver's own path (ImageFileName) under dll.*; the
+        # process is the one that loaded a library, named by TargetImageFileName on Windows.
+        target = _s(record, "TargetImageFileName") if is_library and windows else None
+        put(event, "process.executable", target)
+        if target is not None and "\\" in target:
+            put(event, "process.name", target[target.rfind("\\") + 1 :] or None)
+    else:
+        exe = _s(record, "ImageFileName")
+        if exe is not None:
+            put(event, "process.executable", exe)
+            put(event, "process.name", _process_name(exe))
+    if "network" in categories:
+        # The pipeline then overwrites process.name on network events with ContextBaseFileName.
+        put(event, "process.name", _s(record, "ContextBaseFileName"))
     put(event, "process.command_line", _s(record, "CommandLine"))
     pid = _pid(record, "RawProcessId")
     put(event, "process.pid", pid if pid is not None else _pid(record, "EtwRawProcessId"))
     put(event, "process.entity_id", _s(record, "TargetProcessId") or _s(record, "ContextProcessId"))
-    if is_process and os_type == "windows":
+    if is_process and windows:
         put(event, "process.pe.original_file_name", _s(record, "OriginalFilename"))
     put(event, "process.parent.name", _s(record, "ParentBaseFileName"))
     put(event, "process.parent.entity_id", _s(record, "ParentProcessId"))
