@@ -182,19 +182,17 @@ def parse_record(raw: bytes) -> tuple[Any, Rejection | None]:
     return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {msg}"))
 
 
-# Every escape of a JSON string, in order, so that an escaped backslash is never misread as the start of
-# another escape; a surrogate pair is kept, a lone surrogate (either half) becomes U+FFFD.
-_ESCAPE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\.")
-
-
-def _fix_escape(m: re.Match[bytes]) -> bytes:
-    text = m.group()
-    return b"\\ufffd" if len(text) == 6 else text
+# Inside a JSON string every backslash starts an escape, so splitting on escaped backslashes (b"\\\\",
+# left to right as the parser pairs them) leaves pieces in which every "\\u" is a real escape; in those a
+# surrogate escape is lone when no partner stands beside it. One C-level substitution, no callback.
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
 
 
 def _parse_with_lone_surrogates(body: bytes) -> tuple[Any, Rejection | None]:
     # Rewriting the escapes in the bytes keeps orjson (its limits, its number handling) as the one parser.
-    fixed = _ESCAPE.sub(_fix_escape, body)
+    fixed = b"\\\\".join(_LONE.sub(rb"\\ufffd", piece) for piece in body.split(b"\\\\"))
     try:
         return orjson.loads(fixed), None
     except orjson.JSONDecodeError:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from detector.engine import REASONS, Engine
+from detector.engine import REASONS, Engine, parse_record
 from detector.rules.model import load_rules
 
 RULES = load_rules()
@@ -227,3 +230,21 @@ def test_deep_nesting_below_the_parser_limit_is_evaluated(engine: Engine, depth:
     assert raw != POSITIVE
     out = engine.process(raw)
     assert out.rejection is None and len(out.alerts) == 1
+
+
+_PIECES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\ud83d\ude00", "\\", '"', "a", "u", "d800", "é"])
+
+
+@settings(max_examples=300)
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_lone_surrogates_are_replaced_exactly_where_jackson_would(text: str) -> None:
+    # json.dumps writes every non-ASCII character, lone surrogates included, as \\u escapes: the record
+    # orjson refuses and Jackson reads. Lucene indexes each lone surrogate as U+FFFD; pairs stay characters.
+    raw = json.dumps({"cmd": text}).encode()
+    value, rejection = parse_record(raw)
+    assert rejection is None
+    expected = "".join(
+        c if not 0xD800 <= ord(c) <= 0xDFFF else "\ufffd"
+        for c in text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+    )
+    assert value == {"cmd": expected}

@@ -345,7 +345,7 @@ def test_one_bad_record_in_an_envelope_spares_its_siblings() -> None:
     _, events = normalize(envelope, ignored=ignored)
     assert len(events) == len(good_records) >= 1
     assert [f for f, _ in ignored] == ["records[]", "records[]"]
-    assert ignored[0][1].startswith("records[0]:") and ignored[1][1].startswith("records[1].properties:")
+    assert ignored[0][1].startswith("records[0]:") and ignored[1][1].startswith("records[1]: properties:")
 
 
 def test_ecs_fields_hold_every_value_elasticsearch_indexes() -> None:
@@ -374,3 +374,14 @@ def test_helpers() -> None:
     assert iso_to_ms("2020-10-27T22:00:14+02:00", "t") == "2020-10-27T20:00:14.000Z"
     with pytest.raises(NormalizeError, match="invalid timestamp"):  # outside normalize(): an error
         iso_to_ms("2020-13-45T00:00:00Z", "t")
+
+
+def test_malformed_values_beyond_the_itemised_limit_are_counted_not_listed() -> None:
+    from detector.sources.base import MAX_ITEMISED, MORE
+
+    record = {"agent": {"type": "endpoint"}, "process": {"name": "a.exe", "pid": [{"x": i} for i in range(1000)]}}
+    ignored: list[tuple[str, str]] = []
+    _, events = normalize(record, ignored=ignored)
+    assert events[0]["process"] == {"name": "a.exe"}
+    assert len(ignored) == MAX_ITEMISED + 1
+    assert ignored[-1] == (MORE, f"{1000 - MAX_ITEMISED} more malformed values in this record, not itemised")

@@ -84,28 +84,47 @@ _TWO_63 = float(1 << 63)
 
 # (field, why) for each value dropped as malformed while normalising one record.
 Ignored = tuple[str, str]
-_IGNORED: ContextVar[list[Ignored] | None] = ContextVar("detector_ignored", default=None)
+# Itemised per record: an attacker-sized array of bad values costs a counter beyond this, not a message.
+MAX_ITEMISED = 32
+MORE = "(more)"  # the field of the one entry that counts what was not itemised
+
+
+class _Sink(list[Ignored]):
+    overflow = 0
+
+
+_IGNORED: ContextVar[_Sink | None] = ContextVar("detector_ignored", default=None)
 _INDEX = re.compile(r"\[\d+\]")
+_NO_VALUE = object()
 
 
 @contextmanager
 def collect_ignored() -> Iterator[list[Ignored]]:
     """Within this block, converters drop malformed values (recorded in the yielded list) instead of
-    raising: the record is still normalised and evaluated without them."""
-    sink: list[Ignored] = []
+    raising: the record is still normalised and evaluated without them. At most MAX_ITEMISED are listed;
+    one more entry, field MORE, counts the rest."""
+    sink = _Sink()
     token = _IGNORED.set(sink)
     try:
         yield sink
     finally:
         _IGNORED.reset(token)
+        if sink.overflow:
+            sink.append((MORE, f"{sink.overflow} more malformed values in this record, not itemised"))
 
 
-def malformed(field: str, message: str) -> None:
+def malformed(field: str, problem: str, value: Any = _NO_VALUE) -> None:
     """Drop a malformed value, as Elastic's logs data streams do (`index.mapping.ignore_malformed`): the
     document is indexed without that field, so a rule still sees the rest of it. Only the structure of
     a record (an object where a value is expected) makes the whole record fail. Outside
-    `collect_ignored` (a converter called on its own) the value is an error."""
+    `collect_ignored` (a converter called on its own) the value is an error.
+
+    `problem` may hold `{}` for a description of `value`, built only when the drop is itemised."""
     sink = _IGNORED.get()
+    if sink is not None and len(sink) >= MAX_ITEMISED:
+        sink.overflow += 1
+        return
+    message = f"{field}: {problem.format(_describe(value)) if value is not _NO_VALUE else problem}"
     if sink is None:
         raise NormalizeError(message)
     # The field is a metric label and a summary key: records[3].x and records[7].x are one field.
@@ -130,7 +149,7 @@ def opt_str(value: Any, field: str, *, dash_is_empty: bool = False) -> str | Non
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    malformed(field, f"{field}: expected a string, got {_describe(value)}")
+    malformed(field, "expected a string, got {}", value)
     return None
 
 
@@ -157,7 +176,7 @@ def opt_int(value: Any, field: str, *, hex_prefixed: bool = False) -> int | None
         if -_TWO_63 < value < _TWO_63:
             number = int(value)
         else:
-            malformed(field, f"{field}: {_describe(value)} is out of the 64-bit long range")
+            malformed(field, "{} is out of the 64-bit long range", value)
             return None
     elif isinstance(value, str):
         text = value.strip()
@@ -168,10 +187,10 @@ def opt_int(value: Any, field: str, *, hex_prefixed: bool = False) -> int | None
         elif _DEC.fullmatch(text):
             number = int(text)
     if number is None:
-        malformed(field, f"{field}: expected an integer, got {_describe(value)}")
+        malformed(field, "expected an integer, got {}", value)
         return None
     if not LONG_MIN <= number <= LONG_MAX:
-        malformed(field, f"{field}: {_describe(value)} is out of the 64-bit long range")
+        malformed(field, "{} is out of the 64-bit long range", value)
         return None
     return number
 
@@ -244,14 +263,14 @@ def iso_to_ms(value: Any, field: str) -> str | None:
         return None
     m = _ISO.fullmatch(text.strip())
     if m is None:
-        malformed(field, f"{field}: expected an ISO-8601 timestamp, got {_describe(value)}")
+        malformed(field, "expected an ISO-8601 timestamp, got {}", value)
         return None
     year, month, day, hour, minute, second, frac, zone = m.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
     try:
         dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=UTC)
     except ValueError as exc:
-        malformed(field, f"{field}: invalid timestamp {_describe(value)} ({exc})")
+        malformed(field, f"invalid timestamp {{}} ({exc})", value)
         return None
     if zone and zone not in ("Z", "z"):
         sign = 1 if zone[0] == "+" else -1
@@ -259,7 +278,7 @@ def iso_to_ms(value: Any, field: str) -> str | None:
         try:
             dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
         except OverflowError:
-            malformed(field, f"{field}: timestamp {_describe(value)} is out of range")
+            malformed(field, "timestamp {} is out of range", value)
             return None
     return _format(dt)
 
@@ -272,7 +291,7 @@ def ms_epoch_to_iso(value: Any, field: str) -> str | None:
     try:
         return _format(_EPOCH + timedelta(milliseconds=ms))
     except OverflowError:
-        malformed(field, f"{field}: timestamp {_describe(value)} is out of range")
+        malformed(field, "timestamp {} is out of range", value)
         return None
 
 
@@ -280,7 +299,7 @@ def seconds_epoch_to_iso(value: int, field: str) -> str | None:
     try:
         return _format(_EPOCH + timedelta(seconds=value))
     except OverflowError:
-        malformed(field, f"{field}: timestamp {_describe(value)} is out of range")
+        malformed(field, "timestamp {} is out of range", value)
         return None
 
 
@@ -295,7 +314,7 @@ def filetime_to_iso(value: Any, field: str) -> str | None:
     try:
         return _format(_FILETIME_EPOCH + timedelta(microseconds=ticks // 10))
     except OverflowError:
-        malformed(field, f"{field}: FILETIME {_describe(value)} is out of range")
+        malformed(field, "FILETIME {} is out of range", value)
         return None
 
 

@@ -162,14 +162,14 @@ def normalize(record: Record) -> list[Event]:
     for n, rec in enumerate(items):
         where = f"records[{n}]"
         if not isinstance(rec, Mapping):
-            malformed("records[]", f"{where}: expected an object, got {type(rec).__name__}")
+            malformed(where, f"expected an object, got {type(rec).__name__}")
             continue
         try:
             out.extend(_one(rec, where + "."))
         except NormalizeError as exc:  # its message already names records[n].<field>
-            malformed("records[]", str(exc))
+            malformed(where, str(exc).removeprefix(where + ".").removeprefix(where + ": "))
         except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
-            malformed("records[]", f"{where}: unexpected shape ({type(exc).__name__}: {exc})")
+            malformed(where, f"unexpected shape ({type(exc).__name__}: {exc})")
     return out
 
 
