@@ -29,23 +29,60 @@ from detector.sources.system_security import channel, copy_host, event_id
 CHANNEL = "microsoft-windows-sysmon/operational"
 PROVIDER = "microsoft-windows-sysmon"
 
-# event id -> (event.action, event.category, event.type), per the sysmon pipeline's categorisation.
-_KINDS: dict[str, tuple[str, list[str], list[str]]] = {
-    "1": ("Process creation", ["process"], ["start"]),
-    "2": ("File creation time changed", ["file"], ["change"]),
-    "3": ("Network connection detected", ["network"], ["connection", "start"]),
-    "5": ("Process terminated", ["process"], ["end"]),
-    "7": ("Image loaded", ["process"], ["change"]),
-    "8": ("CreateRemoteThread detected", ["process"], ["change"]),
-    "10": ("Process accessed", ["process"], ["access"]),
-    "11": ("File created", ["file"], ["creation"]),
-    "12": ("Registry object added or deleted", ["configuration", "registry"], ["change"]),
-    "13": ("Registry value set", ["configuration", "registry"], ["change"]),
-    "14": ("Registry object renamed", ["configuration", "registry"], ["change"]),
-    "15": ("File stream created", ["file"], ["creation"]),
-    "22": ("Dns query", ["network"], ["connection", "protocol", "info"]),
-    "23": ("File Delete archived", ["file"], ["deletion"]),
-    "26": ("File Delete logged", ["file"], ["deletion"]),
+# event id -> event.action, as Winlogbeat's sysmon module names them (unchanged; the rule reads none).
+_ACTIONS: dict[str, str] = {
+    "1": "Process creation",
+    "2": "File creation time changed",
+    "3": "Network connection detected",
+    "5": "Process terminated",
+    "7": "Image loaded",
+    "8": "CreateRemoteThread detected",
+    "10": "Process accessed",
+    "11": "File created",
+    "12": "Registry object added or deleted",
+    "13": "Registry value set",
+    "14": "Registry object renamed",
+    "15": "File stream created",
+    "22": "Dns query",
+    "23": "File Delete archived",
+    "26": "File Delete logged",
+}
+
+# event id -> (event.category, event.type), transcribed from the "Add ECS categorization fields" script
+# of elastic/integrations packages/windows/data_stream/sysmon_operational/elasticsearch/ingest_pipeline/
+# default.yml at commit 029004a3821403de824489377e0efd74447e6098. The pipeline sets only the keys a row
+# has: 24 (clipboard) gets a type and no category, 255 (Sysmon error) a category and no type.
+_CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "1": (("process",), ("start",)),
+    "2": (("file",), ("change",)),
+    "3": (("network",), ("start", "connection", "protocol")),
+    "4": (("process",), ("change",)),
+    "5": (("process",), ("end",)),
+    "6": (("driver",), ("start",)),
+    "7": (("process",), ("change",)),
+    "8": (("process",), ("change",)),
+    "9": (("process",), ("access",)),
+    "10": (("process",), ("access",)),
+    "11": (("file",), ("creation",)),
+    "12": (("configuration", "registry"), ("change",)),
+    "13": (("configuration", "registry"), ("change",)),
+    "14": (("configuration", "registry"), ("change",)),
+    "15": (("file",), ("access",)),
+    "16": (("configuration",), ("change",)),
+    "17": (("file",), ("creation",)),
+    "18": (("file",), ("access",)),
+    "19": (("process",), ("info",)),
+    "20": (("process",), ("change",)),
+    "21": (("process",), ("access",)),
+    "22": (("network",), ("connection", "protocol", "info")),
+    "23": (("file",), ("deletion",)),
+    "24": ((), ("change",)),
+    "25": (("process",), ("change",)),
+    "26": (("file",), ("deletion",)),
+    "27": (("file",), ("creation",)),
+    "28": (("file",), ("deletion",)),
+    "29": (("file",), ("creation",)),
+    "255": (("process",), ()),
 }
 
 
@@ -77,12 +114,10 @@ def sysmon_events(record: Record, *, module: str, dataset: str | None) -> list[E
     put(event, "event.kind", "event")
     put(event, "event.module", module)
     put(event, "event.dataset", dataset)
-    kind = _KINDS.get(code)
-    if kind is not None:
-        action, category, types = kind
-        put(event, "event.action", action)
-        put(event, "event.category", list(category))
-        put(event, "event.type", list(types))
+    put(event, "event.action", _ACTIONS.get(code))
+    category, types = _CATEGORIES.get(code, ((), ()))
+    put(event, "event.category", list(category) or None)
+    put(event, "event.type", list(types) or None)
     copy_host(record, event)
     ensure_windows_os(event)
 
@@ -115,8 +150,9 @@ def normalize(record: Record) -> list[Event]:
     ECS field                     <- vendor field (winlog.event_data.*)
     @timestamp                    <- UtcTime ("2020-10-27 20:00:14.320", UTC), else @timestamp
     event.code                    <- winlog.event_id
-    event.action/category/type    <- by event id as the pipeline: 1 -> "Process creation",
-                                     ["process"], ["start"]; 5 -> process end; others per table
+    event.category/type           <- by event id as the Windows integration's pipeline (1 -> ["process"],
+                                     ["start"]; 4, 16 and the rest per _CATEGORIES, ids 1-29 and 255)
+    event.action                  <- by event id as Winlogbeat's sysmon module (1 -> "Process creation")
     event.module / dataset        <- "windows" / "windows.sysmon_operational" (Agent's Windows integration)
     process.executable / name     <- Image / its last path segment
     process.pid / entity_id       <- ProcessId (decimal string -> int) / ProcessGuid
