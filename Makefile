@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream clean
+.PHONY: install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream bench-adversarial fuzz clean
 
 install: $(STAMP)
 
@@ -49,6 +49,15 @@ bench: $(STAMP)
 bench-stream: $(STAMP)
 	$(BIN)/python -m bench.stream_throughput
 	$(BIN)/python -m bench.stream_latency
+
+## The long fuzz run (not part of `make test`, which replays its regression corpus): 1,000,000 hostile
+## records through the core's invariants on both cores; new findings are written to tests/fuzz/corpus/.
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run --inputs 1000000 --seed 1 --jobs 2 --sweep 1
+
+## The worst records an attacker can write, timed per record (the per-record CPU bound).
+bench-adversarial: $(STAMP)
+	$(BIN)/python -m bench.adversarial
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
