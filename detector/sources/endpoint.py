@@ -3,7 +3,8 @@ pipeline mapping fields, so normalising is copying the subset the rule and alert
 
 from __future__ import annotations
 
-from detector.sources.base import Event, Record, Source, copy_ecs_subset, lookup
+from detector.fields import values
+from detector.sources.base import Event, Record, Source, copy_ecs_subset
 
 _DATASET = "endpoint.events.process"
 
@@ -21,21 +22,23 @@ def normalize(record: Record) -> list[Event]:
     """
     event = copy_ecs_subset(record)
     if "event" not in event or "dataset" not in event["event"]:
-        dataset = lookup(record, "data_stream.dataset")
-        if isinstance(dataset, str) and dataset:
+        # ECS lets any field hold an array; a one-element data_stream.dataset is still the dataset.
+        dataset = next((v for v in values(record, "data_stream.dataset") if isinstance(v, str) and v), None)
+        if dataset is not None:
             event.setdefault("event", {})["dataset"] = dataset
     return [event]
 
 
 def detect(record: Record) -> bool:
-    """agent.type "endpoint", event.module "endpoint" or an endpoint.* dataset."""
-    if lookup(record, "agent.type") == "endpoint" or lookup(record, "event.module") == "endpoint":
+    """agent.type "endpoint", event.module "endpoint" or an endpoint.* dataset, each as a value or
+    among the values of an array (as Elasticsearch indexes either)."""
+    if "endpoint" in values(record, "agent.type") or "endpoint" in values(record, "event.module"):
         return True
-    for field in ("event.dataset", "data_stream.dataset"):
-        value = lookup(record, field)
-        if isinstance(value, str) and value.startswith("endpoint."):
-            return True
-    return False
+    return any(
+        isinstance(v, str) and v.startswith("endpoint.")
+        for field in ("event.dataset", "data_stream.dataset")
+        for v in values(record, field)
+    )
 
 
 SOURCE = Source(
