@@ -56,7 +56,12 @@ SOURCES: MappingProxyType[str, Source] = MappingProxyType({s.name: s for s in _A
 
 # Most specific marker first:
 # 1. winlogbeat before system_security/windows_sysmon: a Beat's Kafka message (@metadata.beat) carries the
-#    same winlog.channel, and its 7.x form is module-processed ECS that must not be re-mapped.
+#    same winlog.channel, and its 7.x form is module-processed ECS that must not be re-mapped. Without the
+#    Beat's markers, winlogbeat still claims what only Winlogbeat writes (winlog_shapes.py): the 6.x shape
+#    (log_name/event_id/event_data at the top level, no winlog) and a 7.x module-processed winlog document
+#    (event.module security/sysmon, process.*, no raw event_data process fields). The latter, pinned to
+#    system_security/windows_sysmon by a topic, is copied by those normalisers too: the decision is by
+#    shape, so the record alerts whichever source reads it.
 # 2. m365_defender, crowdstrike_fdr, sentinel_one_cloud_funnel: vendor-native keys no ECS document has
 #    (records[] / AdvancedHunting-* category, event_simpleName+aid, tgt./src.process.*).
 # 3. endpoint and endgame: ECS documents told apart by agent.type / event.module / event.dataset.

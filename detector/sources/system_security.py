@@ -24,6 +24,8 @@ from detector.sources.base import (
     put,
     win_basename,
 )
+from detector.sources.no_event import not_understood
+from detector.sources.winlog_shapes import is_stripped_module_output, module_events
 
 CHANNEL = "security"
 _HOST_FIELDS = ("host.name", "host.hostname", "host.id", "host.os.type", "host.os.family")
@@ -50,6 +52,8 @@ def copy_host(record: Mapping[str, Any], event: Event) -> None:
 def security_events(record: Record, *, module: str, dataset: str | None) -> list[Event]:
     """4688/4689 -> one ECS process event; any other Security event -> [] (not covered)."""
     code = event_id(record)
+    if code is None:
+        return not_understood()  # a Security record without an event id: nothing tells what it is
     if code not in ("4688", "4689"):
         return []
     data = as_mapping(lookup(record, "winlog.event_data"), "winlog.event_data")
@@ -133,7 +137,13 @@ def normalize(record: Record) -> list[Event]:
     Left unset as Elastic leaves it: process.entity_id, process.parent.command_line,
     process.parent.entity_id, process.pe.original_file_name (4688 carries none of them).
     TargetUser* go to user.effective.* in Elastic, which is outside the subset we emit.
+
+    A Winlogbeat 7.x document whose security module already wrote ECS (event.module "security",
+    process.*, no raw event_data process fields) is copied as it is, not re-mapped: its event_data no
+    longer holds the process, and a pipeline that stripped the Beat's markers routes it here.
     """
+    if is_stripped_module_output(record):
+        return module_events(record)
     return security_events(record, module="system", dataset="system.security")
 
 

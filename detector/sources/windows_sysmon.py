@@ -25,6 +25,7 @@ from detector.sources.base import (
     win_basename,
 )
 from detector.sources.system_security import channel, copy_host, event_id
+from detector.sources.winlog_shapes import is_stripped_module_output, module_events
 
 CHANNEL = "microsoft-windows-sysmon/operational"
 PROVIDER = "microsoft-windows-sysmon"
@@ -168,7 +169,12 @@ def normalize(record: Record) -> list[Event]:
 
     Values "-" count as absent, as the pipeline drops them. Nothing in the subset is left unset by
     Elastic for event 1 when Sysmon provides it.
+
+    A Winlogbeat 7.x document whose sysmon module already wrote ECS (event.module "sysmon", process.*,
+    no raw event_data process fields) is copied as it is, not re-mapped (see winlog_shapes.py).
     """
+    if is_stripped_module_output(record):
+        return module_events(record)
     return sysmon_events(record, module="windows", dataset="windows.sysmon_operational")
 
 
