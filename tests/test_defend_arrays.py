@@ -1,4 +1,4 @@
-"""Elastic Defend documents whose ECS fields are one-element (or longer) arrays: ECS lets any field
+"""Elastic Defend (and Endgame ECS) documents whose ECS fields are one-element (or longer) arrays: ECS lets any field
 hold an array and Elasticsearch indexes each element, so such a record is normalised, never refused."""
 
 from __future__ import annotations
@@ -98,3 +98,14 @@ def test_array_shaped_positive_alerts() -> None:
     out = Engine(load_rules()).process(json.dumps(defend()).encode())
     assert out.rejection is None and out.source == "endpoint"
     assert len(out.alerts) == 1
+
+
+def test_endgame_ecs_markers_in_arrays() -> None:
+    # The same holds for Endgame's ECS-shaped documents (endgame-* indices).
+    record = defend()
+    record["agent"]["type"] = ["endgame"]
+    record["event"]["module"] = ["endgame"]
+    del record["data_stream"]
+    source, (event,) = normalize(record)
+    assert source == "endgame"
+    assert lookup(event, "event.action") == "mount" and lookup(event, "process.name") == "client32.exe"

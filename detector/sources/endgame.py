@@ -7,13 +7,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from detector.fields import values
 from detector.sources.base import (
     Event,
     Record,
     Source,
     copy_ecs_subset,
     filetime_to_iso,
-    lookup,
     opt_int,
     opt_str,
     put,
@@ -24,10 +24,10 @@ _NATIVE_TYPES = {"creation_event": "start", "termination_event": "end"}
 
 
 def _is_endgame_ecs(record: Mapping[str, Any]) -> bool:
-    if lookup(record, "agent.type") == "endgame" or lookup(record, "event.module") == "endgame":
+    # Each marker may be a one-element array (ECS allows it; Elasticsearch indexes either alike).
+    if "endgame" in values(record, "agent.type") or "endgame" in values(record, "event.module"):
         return True
-    dataset = lookup(record, "event.dataset")
-    return isinstance(dataset, str) and dataset.startswith("endgame")
+    return any(isinstance(v, str) and v.startswith("endgame") for v in values(record, "event.dataset"))
 
 
 def _is_native(record: Mapping[str, Any]) -> bool:
