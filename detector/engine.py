@@ -19,6 +19,7 @@ from detector.alerts.builder import build_alert, record_digest
 from detector.rules.model import Rule
 from detector.rules.prefilter import Prefilter
 from detector.sources import SOURCES, VERBATIM_FIELDS, Ignored, NormalizeError, UnknownSourceError, normalize
+from detector.sources.no_event import no_event_reason
 
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
@@ -56,6 +57,9 @@ class Outcome:
     rejection: Rejection | None = None
     # Malformed values dropped while normalising (field, why): the record was still evaluated without them.
     ignored: list[Ignored] = field(default_factory=list)
+    # Set when a recognised, unrejected record yielded no event: one of detector.sources.no_event's
+    # NO_EVENT_REASONS, so that such a record is counted rather than passing as a clean one.
+    no_event: str | None = None
 
 
 def _framed_as_object(raw: bytes) -> bool:
@@ -143,6 +147,7 @@ class Engine:
         except RecursionError:
             return Rejection(TOO_DEEP, "record is nested too deeply to normalise")
         out.source = src
+        out.no_event = no_event_reason(events)
         if keep_events:
             out.events = events
         digest: str | None = None

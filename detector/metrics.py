@@ -37,6 +37,13 @@ class Metrics:
         self.normalized = Counter(
             "detector_records_normalized", "Records parsed and normalised to ECS", ["source"], registry=r
         )
+        self.without_event = Counter(
+            "detector_records_without_event",
+            "Records normalised without yielding an event, by reason (not_covered: an event type the rule does "
+            "not read; shape_not_understood: the source's markers in a layout its normaliser cannot read)",
+            ["source", "reason"],
+            registry=r,
+        )
         self.malformed_values = Counter(
             "detector_malformed_values",
             "Malformed values dropped from records that were still evaluated (as Elastic's ignore_malformed)",

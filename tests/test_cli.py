@@ -364,3 +364,33 @@ def test_a_malformed_value_is_dropped_counted_and_the_record_still_alerts(
     doc = json.loads(summary.read_text())
     assert doc["malformed_values_by_field"] == {"process.pid": 1} and doc["records_with_malformed_values"] == 1
     assert doc["rejected"] == 0
+
+
+def test_scan_counts_records_recognised_without_an_event(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    logon = {  # a Security logon: recognised, but not process telemetry
+        "@timestamp": "2024-01-01T00:00:00Z",
+        "@metadata": {"beat": "winlogbeat", "version": "8.15.3"},
+        "winlog": {"channel": "Security", "event_id": "4624", "event_data": {"ProcessName": "C:\\x\\client32.exe"}},
+    }
+    odd = {"@timestamp": "2024-01-01T00:00:00Z", "@metadata": {"beat": "winlogbeat", "version": "9.0.0"}}
+    f = _ndjson(tmp_path / "x.ndjson", [orjson.dumps(logon), orjson.dumps(logon), orjson.dumps(odd), POSITIVE])
+    summary = tmp_path / "summary.json"
+    assert main(["scan", "--no-prefilter", "--summary-json", str(summary), str(f)]) == 0
+    err = capsysbinary.readouterr().err.decode()
+    assert "  recognised without an event: 3 (not_covered 2, shape_not_understood 1)" in err.splitlines()
+    data = json.loads(summary.read_text())
+    assert data["recognised_without_event"] == 3
+    assert data["recognised_without_event_by_reason"] == {"not_covered": 2, "shape_not_understood": 1}
+    assert data["by_source"] == {"winlogbeat": 3, "endpoint": 1} and data["alerts"] == 1
+
+
+def test_scan_summary_has_no_without_event_line_when_every_record_gave_one(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    f = _ndjson(tmp_path / "x.ndjson", [POSITIVE])
+    summary = tmp_path / "summary.json"
+    assert main(["scan", "--summary-json", str(summary), str(f)]) == 0
+    assert b"without an event" not in capsysbinary.readouterr().err
+    assert json.loads(summary.read_text())["recognised_without_event"] == 0

@@ -248,3 +248,12 @@ def test_lone_surrogates_are_replaced_exactly_where_jackson_would(text: str) -> 
         for c in text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
     )
     assert value == {"cmd": expected}
+
+
+def test_a_recognised_record_without_an_event_says_why(engine: Engine) -> None:
+    logon = orjson.dumps({"winlog": {"channel": "Security", "event_id": "4624", "event_data": {"x": "client32"}}})
+    out = engine.process(logon)
+    assert out.rejection is None and out.source == "system_security" and out.no_event == "not_covered"
+    unknown = orjson.dumps({"winlog": {"channel": "Security", "event_data": {"x": "client32"}}})
+    assert engine.process(unknown).no_event == "shape_not_understood"
+    assert engine.process(POSITIVE).no_event is None

@@ -539,3 +539,20 @@ def test_a_malformed_value_is_counted_and_the_record_still_matches() -> None:
     assert len(producer.on(MATCHES_TOPIC)) == 2 and producer.on(DL_TOPIC) == []
     assert metric(loop, "detector_malformed_values_total", source="crowdstrike_fdr", field="RawProcessId") == 1
     assert consumer.commits == [{(CS_TOPIC, 0): 2}]
+
+
+# -- records that yield no event are counted -------------------------------------------------------------------
+
+
+def test_records_without_an_event_are_counted_by_source_and_reason() -> None:
+    wlb_topic = "t.winlogbeat"
+    loop = make_loop(topics={wlb_topic: "winlogbeat", SYSMON_TOPIC: "windows_sysmon"}, prefilter=False)
+    logon = orjson.dumps({"@metadata": {"beat": "winlogbeat"}, "winlog": {"channel": "Security", "event_id": "4624"}})
+    odd = orjson.dumps({"@metadata": {"beat": "winlogbeat"}, "message": "no winlog"})
+    producer = FakeProducer()
+    run_batches(loop, producer, [messages(wlb_topic, [logon, logon, odd, positive("winlogbeat")])])
+    name = "detector_records_without_event_total"
+    assert metric(loop, name, source="winlogbeat", reason="not_covered") == 2
+    assert metric(loop, name, source="winlogbeat", reason="shape_not_understood") == 1
+    assert metric(loop, "detector_records_normalized_total", source="winlogbeat") == 4
+    assert not [s for s in producer.delivered + [p for p, _ in producer.pending] if s.t == DL_TOPIC]

@@ -117,6 +117,8 @@ class Summary:
     ignored: Counter[str] = field(default_factory=Counter)
     ignored_records: int = 0
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
+    # Records their source recognised that yielded no event, by reason (detector/sources/no_event.py).
+    no_event: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def reject(self, reason: str, where: str) -> None:
@@ -137,6 +139,8 @@ class Summary:
             self.reject(out.rejection.reason, f"{name}:{number}: {out.rejection.detail}")
             return False
         self.by_source[out.source or "?"] += 1
+        if out.no_event is not None:
+            self.no_event[out.no_event] += 1
         if out.ignored:
             self.dropped(out.ignored, f"{name}:{number}")
         return True
@@ -173,6 +177,8 @@ class Summary:
             "malformed_values_by_field": dict(self.ignored),
             "malformed_values_examples": self.ignored_examples,
             "records_with_malformed_values": self.ignored_records,
+            "recognised_without_event": sum(self.no_event.values()),
+            "recognised_without_event_by_reason": dict(self.no_event),
             "seconds": round(self.seconds, 3),
         }
 
@@ -188,6 +194,9 @@ class Summary:
             lines.append(f"  alerts: {sum(self.alerts_by_rule.values()):,}")
             for name, n in sorted(self.alerts_by_rule.items()):
                 lines.append(f"    {name}: {n:,}")
+        if self.no_event:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.no_event.items()))
+            lines.append(f"  recognised without an event: {sum(self.no_event.values()):,} ({reasons})")
         lines.append(f"  rejected: {sum(self.rejected.values()):,}")
         for reason, n in sorted(self.rejected.items()):
             shown = self.examples.get(reason, [])

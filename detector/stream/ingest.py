@@ -393,6 +393,8 @@ class IngestLoop(threading.Thread):
                 produced += 1
                 continue
             m.normalized.labels(out.source or source or AUTO).inc()
+            if out.no_event is not None:
+                m.without_event.labels(out.source or source or AUTO, out.no_event).inc()
             for field, _why in out.ignored:  # rare: a record with a value Elasticsearch would not index
                 m.malformed_values.labels(out.source or source or AUTO, field).inc()
             oversized_alert = 0
