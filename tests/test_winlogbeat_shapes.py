@@ -223,6 +223,12 @@ def test_winlogbeat_message_of_unknown_layout_is_not_understood() -> None:
     assert no_event_reason(normalize(no_channel)[1]) == SHAPE_NOT_UNDERSTOOD
 
 
+def test_winlogbeat_sysmon_record_without_event_id_is_not_understood() -> None:
+    v8 = v6_to_v8(by_version("positives", "6.")[1])
+    del v8["winlog"]["event_id"]
+    assert no_event_reason(normalize(v8)[1]) == SHAPE_NOT_UNDERSTOOD
+
+
 def test_security_record_without_event_id_is_not_understood() -> None:
     record = {"@timestamp": "2024-01-01T00:00:00Z", "winlog": {"channel": "Security", "event_data": {}}}
     assert no_event_reason(normalize(record)[1]) == SHAPE_NOT_UNDERSTOOD

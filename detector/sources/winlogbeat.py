@@ -17,7 +17,7 @@ from typing import Any
 from detector.sources.base import Event, Record, Source, lookup
 from detector.sources.no_event import not_understood
 from detector.sources.system_security import CHANNEL as SECURITY_CHANNEL
-from detector.sources.system_security import channel, security_events
+from detector.sources.system_security import channel, event_id, security_events
 from detector.sources.windows_sysmon import is_sysmon, sysmon_events
 from detector.sources.winlog_shapes import (
     as_winlog_8,
@@ -60,6 +60,8 @@ def normalize(record: Record) -> list[Event]:
     if ch == SECURITY_CHANNEL:
         return security_events(record, module="security", dataset=None)
     if is_sysmon(record):
+        if event_id(record) is None:
+            return not_understood()  # a Sysmon record without an event id: nothing tells what it is
         return sysmon_events(record, module="sysmon", dataset=None)
     # Another channel (Application, PowerShell...) is simply not process telemetry; no channel at all is
     # a layout we do not know.
