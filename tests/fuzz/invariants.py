@@ -1,7 +1,8 @@
 """What must hold for every raw record the core is given, however hostile.
 
 `Checker.check(raw)` runs one record through `Engine.process` under every source pinning (none,
-then each source name), with the prefilter on and off, twice, and returns the violations found:
+then each source name), with the prefilter on and off (and a third time where needed, see
+`_same_verdicts`), and returns the violations found:
 
 a. `no_raise`        nothing raises out of `Engine.process`; an exception the engine catches itself and
                      turns into an `internal_error` rejection counts too (it is still a crash, just contained).
@@ -13,9 +14,10 @@ c. `one_outcome`     the record ends as exactly one of: prefiltered; rejected wi
 d. `alert_valid`     every alert serialises with `orjson.dumps` (as `detector scan` and the worker do) and
                      the serialised alert validates against schemas/alert.schema.json.
 e. `deterministic`   the same bytes twice give the same verdict and the same alert uuids.
-f. `es_accepts`      a record Elasticsearch would index (UTF-8 with or without a BOM, unpaired surrogate
-                     escapes, any JSON number that is finite, no duplicate keys) is not refused as
-                     `not_json`, `not_utf8` or `too_deep`: it was valid input.
+f. `es_accepts`      a record Elasticsearch would parse (a JSON object in UTF-8 with or without a BOM,
+                     unpaired surrogate escapes allowed, numbers of any size that are finite as doubles,
+                     no duplicate keys, nested at most 1000 levels) is not refused as `not_json`,
+                     `not_utf8` or `too_deep`: it was valid input.
 
 Each violation is a `Failure` whose `signature` names the bug rather than the input, so the fuzzer keeps
 one corpus file per bug and not one per random record that hits it.

@@ -2,10 +2,11 @@
 
     .venv/bin/python -m tests.fuzz.run --inputs 1000000 --seed 1 [--jobs 2]
 
-First replays the corpus (tests/fuzz/corpus/) and says which findings are still open, then generates
-`--inputs` records (mutated synth records, byte-level damage, random JSON, noise; deterministic for a
-seed whatever `--jobs`), checks each, prints progress, writes each new finding minimised into the
-corpus, and ends with a summary. Exit status 1 when any input (fuzzed or from the corpus) fails.
+First replays the corpus (tests/fuzz/corpus/) and says which findings are still open; with `--sweep N`
+gives every path of N positives per source every value type in turn; then generates `--inputs` records
+(mutated synth records, byte-level damage, random JSON, noise; deterministic for a seed whatever
+`--jobs`), checks each, prints progress, writes each new finding minimised into the corpus, and ends
+with a summary. Exit status 1 when any input (fuzzed or from the corpus) fails.
 """
 
 from __future__ import annotations
@@ -51,13 +52,17 @@ class ChunkResult:
 _checker: Checker | None = None
 
 
-def _init_worker() -> None:
+def _init_checker() -> None:
     global _checker
+    _checker = Checker()
+    seeds()  # built once per process, not once per chunk
+
+
+def _init_worker() -> None:
     # Workers leave stopping to the parent, which terminates them once it has printed its summary.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _checker = Checker()
-    seeds()  # built once per process, not once per chunk
+    _init_checker()
 
 
 @dataclass(frozen=True)
@@ -227,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = ""
     pool = multiprocessing.Pool(args.jobs, initializer=_init_worker) if args.jobs > 1 else None
     if pool is None:
-        _init_worker()
+        _init_checker()
     results = (
         pool.imap(_fuzz_chunk, _tasks(args.seed, args.inputs, mix, args.sweep))
         if pool
