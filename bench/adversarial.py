@@ -67,6 +67,11 @@ def inputs(limit: int) -> dict[str, bytes]:
             ),
             limit,
         ),
+        # One lone surrogate among a megabyte of escaped backslashes (a command line of them is cheap to log).
+        "backslash_run": _fit(
+            lambda n: _endpoint({"name": "client32.exe"})[:-1] + b',"cmd":"\\ud800' + b"\\\\" * n + b'"}',
+            limit,
+        ),
         # A number beyond a double as well: the second fallback parser.
         "huge_number": _fit(lambda n: _endpoint({"name": "client32.exe"})[:-1] + b',"n":1' + b"0" * n + b"}", limit),
         # Escapes of the needle: the prefilter cannot rule the record out.
