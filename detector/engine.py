@@ -221,56 +221,53 @@ def _lenient_int(text: str) -> Any:
 
 
 def _parse_big_numbers(body: bytes) -> tuple[Any, Rejection | None]:
-    # Python's parser recurses once per nesting level; the headroom lets it reach orjson's 1024 levels,
-    # which the fast path accepts, instead of refusing a record orjson (and Jackson) would read.
+    # Python's parser recurses once per nesting level: give it room beyond orjson's limit (frames of the
+    # caller's stack are not an exact measure of its recursion depth), then apply the limit on the result.
     limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, _NESTING_LIMIT + 1000))
+    sys.setrecursionlimit(max(limit, _stack_depth() + 2 * _NESTING_LIMIT + 100))
     try:
         value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_int=_lenient_int)
     except UnicodeDecodeError as exc:
         return None, Rejection(NOT_UTF8, _clip(f"record is not valid UTF-8: {exc}"))
     except RecursionError:
-        return None, Rejection(TOO_DEEP, "JSON nesting is deeper than the parser's limit")
+        return None, Rejection(TOO_DEEP, f"JSON nesting is deeper than the limit of {_NESTING_LIMIT} levels")
     except ValueError as exc:
         return None, Rejection(NOT_JSON, _clip(f"not valid JSON: {exc}"))
     finally:
         sys.setrecursionlimit(limit)
-    if _nesting(body) > _NESTING_LIMIT:
+    depth, lone_surrogate = _inspect(value)
+    if depth > _NESTING_LIMIT:
         return None, Rejection(TOO_DEEP, f"JSON nesting is deeper than the limit of {_NESTING_LIMIT} levels")
-    if _has_lone_surrogate(value):
+    if lone_surrogate:
         return _parse_with_lone_surrogates(body)
     return value, None
 
 
-def _nesting(body: bytes) -> int:
-    """Deepest bracket nesting outside strings (the fallback path only: Python's parser has no limit of its own)."""
-    depth = deepest = 0
-    for m in _STRUCTURE.finditer(body):
-        token = m.group()
-        if token in (b"{", b"["):
+def _stack_depth() -> int:
+    frame, depth = sys._getframe(1), 1
+    while frame.f_back is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def _inspect(value: Any) -> tuple[int, bool]:
+    """(nesting depth, whether any string holds a lone surrogate), level by level, without recursion."""
+    depth, lone, level = 0, False, [value]
+    while level:
+        below: list[Any] = []
+        for item in level:
+            cls = item.__class__
+            if cls is list:
+                below += item
+            elif cls is dict:
+                below += item
+                below += item.values()
+            elif cls is str and not lone:
+                lone = _LONE_SURROGATE.search(item) is not None
+        if len(below) or any(i.__class__ in (list, dict) for i in level):
             depth += 1
-            deepest = max(deepest, depth)
-        elif token in (b"}", b"]"):
-            depth -= 1
-    return deepest
-
-
-_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]')
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                return True
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-    return False
+        level = below
+    return depth, lone
 
 
 def _clip(text: str) -> str:

@@ -257,3 +257,16 @@ def test_a_recognised_record_without_an_event_says_why(engine: Engine) -> None:
     unknown = orjson.dumps({"winlog": {"channel": "Security", "event_data": {"x": "client32"}}})
     assert engine.process(unknown).no_event == "shape_not_understood"
     assert engine.process(POSITIVE).no_event is None
+
+
+@pytest.mark.parametrize(("depth", "accepted"), [(1023, True), (1024, True), (1025, False), (5000, False)])
+def test_the_fallback_parser_has_orjsons_nesting_limit(depth: int, accepted: bool) -> None:
+    # A number beyond a double sends the record to Python's parser; it must refuse exactly what orjson
+    # refuses (deeper than 1024 levels), whatever the caller's own stack depth.
+    raw = b'{"n":1e400,"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+    _value, rejection = parse_record(raw)
+    assert (rejection is None) is accepted, rejection
+    if not accepted:
+        assert rejection is not None and rejection.reason == "too_deep"
+    plain = b'{"n":1,"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+    assert (parse_record(plain)[1] is None) is accepted  # orjson's own verdict, for comparison
