@@ -29,7 +29,7 @@ from detector.engine import Engine, Outcome, Rejection
 from detector.rules.prefilter import Prefilter
 from detector.sources import SOURCES, NormalizeError, detect_source, normalize
 from tests.fuzz import generators
-from tests.fuzz.findings import CORPUS_DIR, corpus_files, load_index
+from tests.fuzz.findings import CORPUS_DIR, corpus_files, load_index, read_input
 from tests.fuzz.invariants import AUTO, Checker, es_accepts
 from tests.fuzz.jsonenc import BOM, Lit, Pairs, encode, escaped_string
 
@@ -376,7 +376,7 @@ def test_fuzz_regression_corpus(path: Path) -> None:
     """A finding of `python -m tests.fuzz.run`, minimised; fails while the core still has that bug."""
     entry = load_index().get(path.name)
     where = f" (found as: {entry.signature}, source={entry.pin}; by {entry.found_by})" if entry else ""
-    failures = CHECKER.check(path.read_bytes())
+    failures = CHECKER.check(read_input(path))
     assert not failures, f"{path.name}{where}\n" + "\n".join(str(f) for f in failures)
 
 

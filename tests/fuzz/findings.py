@@ -1,12 +1,14 @@
 """Findings: shrinking a failing input while it still fails the same way, and the corpus that keeps them.
 
-The corpus is one `<slug>.raw` file per finding (the exact bytes, which may be invalid UTF-8) and
+The corpus is one `<slug>.raw` file per finding (the exact bytes, which may be invalid UTF-8; gzipped as
+`<slug>.raw.gz` when larger than 16 KiB) and
 `index.json`, which says for each file which invariant it broke and how, so that a later run can tell
 an open finding from a fixed one and a new bug from a known one.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 from collections.abc import Callable
@@ -19,9 +21,10 @@ import orjson
 from tests.fuzz.invariants import AUTO, Checker, Failure
 from tests.fuzz.jsonenc import Lit, Pairs, decode_lenient, encode
 
-__all__ = ["CORPUS_DIR", "Entry", "corpus_files", "load_index", "minimise", "save_finding"]
+__all__ = ["CORPUS_DIR", "Entry", "corpus_files", "load_index", "minimise", "read_input", "save_finding", "write_input"]
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+GZIP_ABOVE = 16 * 1024
 INDEX = "index.json"
 
 
@@ -39,7 +42,18 @@ class Entry:
 
 
 def corpus_files(directory: Path = CORPUS_DIR) -> list[Path]:
-    return sorted(directory.glob("*.raw"))
+    return sorted([*directory.glob("*.raw"), *directory.glob("*.raw.gz")])
+
+
+def read_input(path: Path) -> bytes:
+    """A corpus file's bytes: findings that need size (a CPU budget is per byte) are stored gzipped."""
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def write_input(path: Path, raw: bytes) -> None:
+    # mtime 0: the same input always gives the same file, so a rewrite leaves git nothing to see
+    path.write_bytes(gzip.compress(raw, mtime=0) if path.suffix == ".gz" else raw)
 
 
 def load_index(directory: Path = CORPUS_DIR) -> dict[str, Entry]:
@@ -62,10 +76,12 @@ def save_finding(
     directory.mkdir(parents=True, exist_ok=True)
     index = load_index(directory)
     base = _slug(failure)
-    name, n = f"{base}.raw", 2
+    # Hostile input is repetitive: above 16 KiB it is kept gzipped.
+    ext = ".raw.gz" if len(raw) > GZIP_ABOVE else ".raw"
+    name, n = f"{base}{ext}", 2
     while (directory / name).exists():
-        name, n = f"{base}-{n}.raw", n + 1
-    (directory / name).write_bytes(raw)
+        name, n = f"{base}-{n}{ext}", n + 1
+    write_input(directory / name, raw)
     index[name] = Entry(
         file=name,
         signature=failure.signature,
@@ -94,6 +110,9 @@ def minimise(raw: bytes, failure: Failure, checker: Checker, budget: int = 600) 
     long strings halved, then (for input that is not JSON) chunks of bytes deleted. Bounded by
     `budget` re-checks, so it stays cheap; whatever it reached by then is returned."""
     pins = [None if failure.pin == AUTO else failure.pin]
+    # A CPU-time finding cut down to just over its budget would pass or fail with the machine; shrunk
+    # only while it costs twice the budget, it keeps that margin (and is kept whole if it never had it).
+    factor = 2.0 if failure.invariant == "bounded_cost" else 1.0
     calls = 0
     latest = raw  # every candidate that still fails is adopted by the shrinkers, so the last one is the best
 
@@ -102,7 +121,7 @@ def minimise(raw: bytes, failure: Failure, checker: Checker, budget: int = 600) 
         if calls >= budget:
             raise _Budget
         calls += 1
-        if any(f.signature == failure.signature for f in checker.check(candidate, pins)):
+        if any(f.signature == failure.signature for f in checker.check(candidate, pins, factor)):
             latest = candidate
             return True
         return False

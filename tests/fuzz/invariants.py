@@ -18,6 +18,9 @@ f. `es_accepts`      a record Elasticsearch would parse (a JSON object in UTF-8 
                      unpaired surrogate escapes allowed, numbers of any size that are finite as doubles,
                      no duplicate keys, nested at most 1000 levels) is not refused as `not_json`,
                      `not_utf8` or `too_deep`: it was valid input.
+g. `bounded_cost`    no record costs `Engine.process` more than 10 ms + 150 ns per byte of CPU (180 ms for
+                     the largest record the engine takes, about 2.5 times the worst the README measures):
+                     a hostile record must not buy a hundred times the CPU of a plain one.
 
 Each violation is a `Failure` whose `signature` names the bug rather than the input, so the fuzzer keeps
 one corpus file per bug and not one per random record that hits it.
@@ -25,10 +28,13 @@ one corpus file per bug and not one per random record that hits it.
 
 from __future__ import annotations
 
+import cProfile
 import json
 import math
+import pstats
 import re
 import sys
+import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +59,7 @@ INVARIANTS: dict[str, str] = {
     "alert_valid": "(d) every alert serialises with orjson and validates against alert.schema.json",
     "deterministic": "(e) the same input twice gives the same verdict and alert uuids",
     "es_accepts": "(f) input Elasticsearch accepts is not refused as not_json / not_utf8 / too_deep",
+    "bounded_cost": "(g) Engine.process costs at most 10 ms + 150 ns per byte of CPU",
 }
 AUTO = "auto"  # how a pin of None (detect the source) is written in signatures and reports
 
@@ -63,6 +70,10 @@ _DETECTOR_DIR = f"{Path(engine_module.__file__).resolve().parent}/"
 # The engine's last-resort reason for its own exceptions, if it has one, and how it names the exception.
 _INTERNAL = getattr(engine_module, "INTERNAL", "internal_error")
 _CAUGHT = re.compile(r"\(([A-Za-z_][A-Za-z0-9_.]*): ")
+# CPU seconds Engine.process may spend on a record of n bytes. Thread CPU time, so a loaded machine
+# does not count; a first run over budget is measured twice more (a GC pause, a cold regex cache).
+COST_FLOOR = 0.010
+COST_PER_BYTE = 150e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,36 @@ def _unserialisable(value: Any, path: str = "") -> tuple[str, str] | None:
 def _describe(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _hot_spot(engine: Engine, raw: bytes, pin: str | None) -> str:
+    """The detector function that spends most of a slow call's time: the slow path, by name.
+
+    Profiled only once a record is over budget, so the signature tells one slow path from another
+    (pinnings and verdicts vary, the function does not) at no cost to the records that are not.
+    Time in builtins (a regex, a split) and comprehensions counts for the named function calling them.
+    """
+    profile = cProfile.Profile()
+    profile.runcall(engine.process, raw, pin)
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+
+    def named(key: tuple[str, int, str]) -> bool:
+        return key[0].startswith(_DETECTOR_DIR) and not key[2].startswith("<")
+
+    credit: dict[tuple[str, int, str], float] = {}
+    for key, (_, _, own, _, callers) in stats.items():
+        if named(key):
+            credit[key] = credit.get(key, 0.0) + own
+            continue
+        for caller, (_, _, via, _) in callers.items():
+            if caller[0].startswith(_DETECTOR_DIR) and not named(caller):
+                caller = next(iter(stats[caller][4]), caller)  # a comprehension: the function it lives in
+            if named(caller):
+                credit[caller] = credit.get(caller, 0.0) + via
+    if not credit:
+        return "Engine.process"
+    file, _, name = max(credit, key=lambda k: credit[k])
+    return f"detector/{file[len(_DETECTOR_DIR) :]}:{name}"
 
 
 # ------------------------------------------------------------------------------- the reference parser
@@ -204,16 +245,19 @@ class Checker:
         # can pass under the fuzzer and fail under pytest. Checking on a thread of our own gives
         # every caller the same, shallow stack, as the worker's ingest thread and the CLI have.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fuzz-check")
+        self._cost_factor = 1.0
 
     @staticmethod
     def pin_name(pin: str | None) -> str:
         return AUTO if pin is None else pin
 
-    def check(self, raw: bytes, pins: Iterable[str | None] | None = None) -> list[Failure]:
-        """Every invariant violated by `raw`, one Failure per signature."""
-        return self._thread.submit(self._check, raw, None if pins is None else tuple(pins)).result()
+    def check(self, raw: bytes, pins: Iterable[str | None] | None = None, cost_factor: float = 1.0) -> list[Failure]:
+        """Every invariant violated by `raw`, one Failure per signature (`cost_factor` scales the CPU budget)."""
+        pinned = None if pins is None else tuple(pins)
+        return self._thread.submit(self._check, raw, pinned, cost_factor).result()
 
-    def _check(self, raw: bytes, pins: tuple[str | None, ...] | None) -> list[Failure]:
+    def _check(self, raw: bytes, pins: tuple[str | None, ...] | None, cost_factor: float = 1.0) -> list[Failure]:
+        self._cost_factor = cost_factor
         found: dict[str, Failure] = {}
         validated: set[str] = set()
         es_ok: bool | None = None
@@ -249,14 +293,27 @@ class Checker:
         found.setdefault(failure.signature, failure)
 
     def _run(self, engine: Engine, raw: bytes, pin: str | None, found: dict[str, Failure]) -> Outcome | None:
+        budget = (COST_FLOOR + COST_PER_BYTE * len(raw)) * self._cost_factor
         try:
-            return engine.process(raw, pin)
+            started = time.thread_time()
+            out = engine.process(raw, pin)
+            cost = time.thread_time() - started
+            for _ in range(2 if cost > budget else 0):
+                started = time.thread_time()
+                engine.process(raw, pin)
+                cost = min(cost, time.thread_time() - started)
         except Exception as exc:  # the invariant under test: anything at all escaping is a finding
             self._add(
                 found,
                 Failure("no_raise", type(exc).__name__, _raise_site(exc), self.pin_name(pin), str(exc)[:300]),
             )
             return None
+        if cost > budget:
+            verdict = f"rejected as {out.rejection.reason}" if out.rejection else out.source or "prefiltered"
+            detail = f"{cost * 1000:.0f} ms CPU for {len(raw):,} bytes (budget {budget * 1000:.0f} ms), {verdict}"
+            where = _hot_spot(engine, raw, pin)
+            self._add(found, Failure("bounded_cost", "slow", where, self.pin_name(pin), detail))
+        return out
 
     def _one_outcome(self, out: Outcome, pin: str | None, reasons: frozenset[str], found: dict[str, Failure]) -> None:
         name = self.pin_name(pin)

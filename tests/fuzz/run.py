@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.fuzz.findings import CORPUS_DIR, corpus_files, load_index, minimise, save_finding
+from tests.fuzz.findings import CORPUS_DIR, corpus_files, load_index, minimise, read_input, save_finding, write_input
 from tests.fuzz.generators import GENERATORS, TYPE_SWAPS, paths, seeds, sweep, sweep_seeds
 from tests.fuzz.invariants import INVARIANTS, Checker, Failure
 
@@ -148,7 +148,7 @@ def replay_corpus(checker: Checker, directory: Path) -> tuple[set[str], int]:
     if files:
         print(f"corpus: {len(files)} file(s) in {directory}")
     for path in files:
-        failures = checker.check(path.read_bytes())
+        failures = checker.check(read_input(path))
         entry = index.get(path.name)
         expected = entry.signature if entry else None
         if failures:
@@ -171,13 +171,13 @@ def reminimise(checker: Checker, directory: Path, budget: int) -> None:
     """Shrink again each corpus file that still fails as recorded (after the minimiser improved)."""
     for name, entry in sorted(load_index(directory).items()):
         path = directory / name
-        raw = path.read_bytes()
+        raw = read_input(path)
         failure = next((f for f in checker.check(raw) if f.signature == entry.signature), None)
         if failure is None:
             continue
         small = minimise(raw, failure, checker, budget)
         if len(small) < len(raw):
-            path.write_bytes(small)
+            write_input(path, small)
             print(f"  {name}: {len(raw):,} -> {len(small):,} bytes")
 
 
