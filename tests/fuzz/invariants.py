@@ -18,9 +18,10 @@ f. `es_accepts`      a record Elasticsearch would parse (a JSON object in UTF-8 
                      unpaired surrogate escapes allowed, numbers of any size that are finite as doubles,
                      no duplicate keys, nested at most 1000 levels) is not refused as `not_json`,
                      `not_utf8` or `too_deep`: it was valid input.
-g. `bounded_cost`    no record costs `Engine.process` more than 10 ms + 150 ns per byte of CPU (180 ms for
-                     the largest record the engine takes, about 2.5 times the worst the README measures):
-                     a hostile record must not buy a hundred times the CPU of a plain one.
+g. `bounded_cost`    no record costs `Engine.process` more than 10 ms + 250 ns per byte of CPU (about 270 ms
+                     for the largest record the engine takes, near 100 times what orjson.loads spends on it):
+                     a hostile record must not buy orders of magnitude more CPU than a plain one. Set well
+                     above the engine's honest worst so that a verdict never depends on the machine.
 
 Each violation is a `Failure` whose `signature` names the bug rather than the input, so the fuzzer keeps
 one corpus file per bug and not one per random record that hits it.
@@ -59,7 +60,7 @@ INVARIANTS: dict[str, str] = {
     "alert_valid": "(d) every alert serialises with orjson and validates against alert.schema.json",
     "deterministic": "(e) the same input twice gives the same verdict and alert uuids",
     "es_accepts": "(f) input Elasticsearch accepts is not refused as not_json / not_utf8 / too_deep",
-    "bounded_cost": "(g) Engine.process costs at most 10 ms + 150 ns per byte of CPU",
+    "bounded_cost": "(g) Engine.process costs at most 10 ms + 250 ns per byte of CPU",
 }
 AUTO = "auto"  # how a pin of None (detect the source) is written in signatures and reports
 
@@ -73,7 +74,7 @@ _CAUGHT = re.compile(r"\(([A-Za-z_][A-Za-z0-9_.]*): ")
 # CPU seconds Engine.process may spend on a record of n bytes. Thread CPU time, so a loaded machine
 # does not count; a first run over budget is measured twice more (a GC pause, a cold regex cache).
 COST_FLOOR = 0.010
-COST_PER_BYTE = 150e-9
+COST_PER_BYTE = 250e-9
 
 
 @dataclass(frozen=True, slots=True)
