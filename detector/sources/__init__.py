@@ -16,12 +16,12 @@ from detector.sources import (
     endgame,
     endpoint,
     m365_defender,
-    sentinel_one_cloud_funnel,
     system_security,
     windows_sysmon,
     winlogbeat,
 )
 from detector.sources.base import Event, Ignored, NormalizeError, Record, Source, collect_ignored
+from detector.sources.mapping import as_source, builtin_mapping
 
 __all__ = [
     "DETECTION_ORDER",
@@ -47,7 +47,7 @@ _ALL: tuple[Source, ...] = (
     endpoint.SOURCE,
     crowdstrike_fdr.SOURCE,
     m365_defender.SOURCE,
-    sentinel_one_cloud_funnel.SOURCE,
+    as_source(builtin_mapping("sentinel_one_cloud_funnel")),
     system_security.SOURCE,
     windows_sysmon.SOURCE,
     winlogbeat.SOURCE,

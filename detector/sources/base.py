@@ -128,7 +128,9 @@ def malformed(field: str, problem: str, value: Any = _NO_VALUE) -> None:
     if sink is None:
         raise NormalizeError(message)
     # The field is a metric label and a summary key: records[3].x and records[7].x are one field.
-    sink.append((_INDEX.sub("[]", field), message))
+    entry = (_INDEX.sub("[]", field), message)
+    if entry not in sink:  # two ECS fields read from one vendor field: one bad value, one report
+        sink.append(entry)
 
 
 def opt_str(value: Any, field: str, *, dash_is_empty: bool = False) -> str | None:
