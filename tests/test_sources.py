@@ -246,6 +246,18 @@ def test_sysmon_process_create() -> None:
     assert get(dash, "process.pe.original_file_name") is None  # Sysmon's "-" means no value
 
 
+def test_sysmon_action_and_image_load() -> None:
+    record = lines("windows_sysmon", "positives")[1]
+    own = dict(record, event={**record.get("event", {}), "action": "Process Create (rule: ProcessCreate)"})
+    assert get(first_event(own), "event.action") == "Process Create (rule: ProcessCreate)"  # the task name
+    bare = dict(record, event={k: v for k, v in record.get("event", {}).items() if k != "action"})
+    assert get(first_event(bare), "event.action") == "Process creation"  # else by event id
+    # Event 7's OriginalFileName is the loaded image's (Elastic: file.pe), not the process's.
+    load = {**bare, "winlog": {**record["winlog"], "event_id": "7"}}
+    loaded = first_event(load)
+    assert get(loaded, "process.pe.original_file_name") is None and get(loaded, "process.name") == "update.exe"
+
+
 def test_winlogbeat_dispatch() -> None:
     positives = lines("winlogbeat", "positives")
     sec = first_event(positives[0])

@@ -10,8 +10,10 @@ import pytest
 
 from detector.sources import SOURCES
 from detector.sources.base import lookup
+from detector.sources.mapping import builtin_mapping
 
-# Written out from the pipeline independently of the module's table; None = the row sets no such key.
+# Written out from the pipeline independently of the map's table (maps/windows_sysmon.toml
+# [tables.categories]); None = the row sets no such key.
 PIPELINE_ROWS: dict[int, tuple[list[str] | None, list[str] | None]] = {
     1: (["process"], ["start"]),
     2: (["file"], ["change"]),
@@ -61,6 +63,16 @@ def sysmon(event_id: int) -> dict[str, Any]:
             },
         },
     }
+
+
+TABLE = builtin_mapping("windows_sysmon").tables["categories"]
+
+
+def test_the_map_has_every_pipeline_row_and_no_other() -> None:
+    assert sorted(int(k) for k in TABLE) == sorted(PIPELINE_ROWS)
+    for key, row in TABLE.items():
+        category, types = PIPELINE_ROWS[int(key)]
+        assert (row.get("category"), row.get("type")) == (category, types), key
 
 
 @pytest.mark.parametrize("event_id", sorted(PIPELINE_ROWS))

@@ -16,9 +16,7 @@ from detector.sources import (
     endgame,
     endpoint,
     m365_defender,
-    system_security,
-    windows_sysmon,
-    winlogbeat,
+    winlog,  # noqa: F401  (registers the Windows event-log maps' steps before the maps load)
 )
 from detector.sources.base import Event, Ignored, NormalizeError, Record, Source, collect_ignored
 from detector.sources.mapping import as_source, builtin_mapping
@@ -48,16 +46,16 @@ _ALL: tuple[Source, ...] = (
     crowdstrike_fdr.SOURCE,
     m365_defender.SOURCE,
     as_source(builtin_mapping("sentinel_one_cloud_funnel")),
-    system_security.SOURCE,
-    windows_sysmon.SOURCE,
-    winlogbeat.SOURCE,
+    as_source(builtin_mapping("system_security")),
+    as_source(builtin_mapping("windows_sysmon")),
+    as_source(builtin_mapping("winlogbeat")),
 )
 SOURCES: MappingProxyType[str, Source] = MappingProxyType({s.name: s for s in _ALL})
 
 # Most specific marker first:
 # 1. winlogbeat before system_security/windows_sysmon: a Beat's Kafka message (@metadata.beat) carries the
 #    same winlog.channel, and its 7.x form is module-processed ECS that must not be re-mapped. Without the
-#    Beat's markers, winlogbeat still claims what only Winlogbeat writes (winlog_shapes.py): the 6.x shape
+#    Beat's markers, winlogbeat still claims what only Winlogbeat writes (maps/winlogbeat.toml): the 6.x shape
 #    (log_name/event_id/event_data at the top level, no winlog) and a 7.x module-processed winlog document
 #    (event.module security/sysmon, process.*, no raw event_data process fields). The latter, pinned to
 #    system_security/windows_sysmon by a topic, is copied by those normalisers too: the decision is by

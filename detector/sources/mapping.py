@@ -171,6 +171,8 @@ class Condition:
     `exists` (some value / none), `type` (the field's raw value has that JSON type), `equals` (a value
     equals one of these), `prefix` (a value starts with one of these), `key_prefix` (a top-level key
     starts with one of these). `ignore_case` compares lower-cased; `negate` inverts the result.
+    `parses` (some value reads through that converter; a malformed one is reported) and `other_than`
+    (some value is neither "" nor one of these) test what a field holds rather than which value.
     """
 
     fields: tuple[str, ...] = ()
@@ -182,6 +184,8 @@ class Condition:
     key_prefix: tuple[str, ...] | None = None
     ignore_case: bool = False
     negate: bool = False
+    parses: str | None = None
+    other_than: tuple[str, ...] | None = None
 
     def holds(self, record: Mapping[str, Any], event: Event) -> bool:
         result = self._test(record, event)
@@ -205,6 +209,13 @@ class Condition:
         found = values(doc, name)
         if self.exists is not None and bool(found) != self.exists:
             return False
+        if self.parses is not None and all(PARSERS[self.parses](v, name) is None for v in found):
+            return False
+        if self.other_than is not None and all(
+            v == "" or (isinstance(v, str | int) and not isinstance(v, bool) and self._text(v) in self.other_than)
+            for v in found
+        ):
+            return False
         if self.equals is None and self.prefix is None:
             return True
         for value in found:
@@ -218,6 +229,9 @@ class Condition:
             if self.prefix is not None and text.startswith(self.prefix):
                 return True
         return False
+
+    def _text(self, value: str | int) -> str:
+        return str(value).lower() if self.ignore_case else str(value)
 
 
 @dataclass(frozen=True)
@@ -264,6 +278,7 @@ class SourceMap:
         return any(all(c.holds(record, {}) for c in block) for block in self.detect)
 
     def normalize(self, record: Record) -> list[Event]:
+        """One raw record -> ECS events, as the mapping says (its `field_table` lists the fields)."""
         if self.before is not None:
             handled = BEFORE[self.before](record, self)
             if isinstance(handled, list):
@@ -387,6 +402,10 @@ def _describe_condition(c: Condition) -> str:
         parts.append("starts " + "/".join(c.prefix))
     if c.key_prefix is not None:
         parts.append("has keys " + "/".join(p + "*" for p in c.key_prefix))
+    if c.parses is not None:
+        parts.append(f"reads as {c.parses}")
+    if c.other_than is not None:
+        parts.append("other than " + "/".join(map(repr, c.other_than)))
     text = f"{what} {' '.join(parts)}".strip()
     return f"not ({text})" if c.negate else text
 
@@ -588,6 +607,7 @@ def _conditions(block: Mapping[str, Any], where: str, *, top: bool) -> tuple[Con
 
 
 _COND_KEYS = {"field", "ecs", "exists", "type", "equals", "prefix", "key_prefix", "ignore_case", "not"}
+_COND_KEYS |= {"parses", "other_than"}
 
 
 def _condition(raw: Mapping[str, Any], where: str) -> Condition:
@@ -606,6 +626,9 @@ def _condition(raw: Mapping[str, Any], where: str) -> Condition:
     type_ = _str(raw.get("type"), f"{where}.type")
     if type_ is not None and type_ not in _TYPES:
         raise MappingError(f"{where}.type: one of {', '.join(_TYPES)}")
+    parses = _str(raw.get("parses"), f"{where}.parses")
+    if parses is not None and parses not in PARSERS:
+        raise MappingError(f"{where}.parses: one of {', '.join(PARSERS)}")
     cond = Condition(
         fields=fields,
         on_event="ecs" in raw,
@@ -616,10 +639,13 @@ def _condition(raw: Mapping[str, Any], where: str) -> Condition:
         key_prefix=None if "key_prefix" not in raw else tuple(_strs(raw["key_prefix"], f"{where}.key_prefix")),
         ignore_case=ignore_case,
         negate=_bool(raw.get("not", False), f"{where}.not"),
+        parses=parses,
+        other_than=texts("other_than"),
     )
     if not fields and cond.key_prefix is None:
         raise MappingError(f"{where}: a condition needs `field`, `ecs` or `key_prefix`")
-    if fields and cond.exists is None and cond.type is None and cond.equals is None and cond.prefix is None:
+    tested = (cond.exists, cond.type, cond.equals, cond.prefix, cond.parses, cond.other_than)
+    if fields and all(t is None for t in tested):
         raise MappingError(f"{where}: say what to test: `exists`, `type`, `equals` or `prefix`")
     return cond
 
