@@ -1,5 +1,5 @@
-"""CrowdStrike FDR categorisation (detector/sources/crowdstrike_fdr_categories.py, transcribed from the
-crowdstrike package's categorize.yml) and the per-category choice of process fields."""
+"""CrowdStrike FDR categorisation ([tables.categories] of detector/sources/maps/crowdstrike_fdr.toml,
+transcribed from the crowdstrike package's categorize.yml) and the per-category choice of process fields."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from detector.engine import Engine
 from detector.rules.model import load_rules
 from detector.sources import normalize
 from detector.sources.base import lookup
-from detector.sources.crowdstrike_fdr_categories import CATEGORIES
+from detector.sources.mapping import builtin_mapping
+
+# event_simpleName -> (event.category, event.type, event.kind), as the map's table holds them.
+CATEGORIES: dict[str, tuple[list[str], list[str], str]] = {
+    name: (row["category"], row["type"], row["kind"])
+    for name, row in builtin_mapping("crowdstrike_fdr").tables["categories"].items()
+}
 
 # Written out independently of the transcription: every name categorize.yml (integrations commit
 # 0a4de859b85ee974f5981e41dd745b07c327baa1) maps to a process category with a "start" type.

@@ -306,7 +306,7 @@ def test_unknown_source_and_unknown_name() -> None:
     ("record", "ignored_fields"),
     [
         # A malformed value is dropped and named; the rest of the record is still an event.
-        ({"event_simpleName": "ProcessRollup2", "aid": "x", "ImageFileName": ["a"]}, ["ImageFileName"]),
+        ({"event_simpleName": "ProcessRollup2", "aid": "x", "ImageFileName": {"x": 1}}, ["ImageFileName"]),
         (
             {"winlog": {"channel": "Security", "event_id": "4688", "event_data": {"ProcessId": {"x": 1}}}},
             ["winlog.event_data.ProcessId"],

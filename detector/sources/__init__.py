@@ -12,10 +12,10 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from detector.sources import (
-    crowdstrike_fdr,
+    crowdstrike_fdr,  # noqa: F401  registers the step its map names, before the map loads
     endgame,
     endpoint,
-    m365_defender,
+    m365_defender,  # noqa: F401  registers the step its map names, before the map loads
     winlog,  # noqa: F401  (registers the Windows event-log maps' steps before the maps load)
 )
 from detector.sources.base import Event, Ignored, NormalizeError, Record, Source, collect_ignored
@@ -43,8 +43,8 @@ class UnknownSourceError(NormalizeError):
 _ALL: tuple[Source, ...] = (
     endgame.SOURCE,
     endpoint.SOURCE,
-    crowdstrike_fdr.SOURCE,
-    m365_defender.SOURCE,
+    as_source(builtin_mapping("crowdstrike_fdr")),
+    as_source(builtin_mapping("m365_defender")),
     as_source(builtin_mapping("sentinel_one_cloud_funnel")),
     as_source(builtin_mapping("system_security")),
     as_source(builtin_mapping("windows_sysmon")),

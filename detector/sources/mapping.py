@@ -169,8 +169,10 @@ class Condition:
 
     With several fields, the condition holds when it holds for any of them. Tests combine with AND:
     `exists` (some value / none), `type` (the field's raw value has that JSON type), `equals` (a value
-    equals one of these), `prefix` (a value starts with one of these), `key_prefix` (a top-level key
-    starts with one of these). `ignore_case` compares lower-cased; `negate` inverts the result.
+    equals one of these), `prefix` (a value starts with one of these), `contains` (a value contains one
+    of these), `key_prefix` (a top-level key starts with one of these), `key` (the record has one of
+    these top-level keys, whatever its value, null included). `ignore_case` compares lower-cased;
+    `negate` inverts the result.
     `parses` (some value reads through that converter; a malformed one is reported) and `other_than`
     (some value is neither "" nor one of these) test what a field holds rather than which value.
     """
@@ -182,6 +184,8 @@ class Condition:
     equals: tuple[str, ...] | None = None
     prefix: tuple[str, ...] | None = None
     key_prefix: tuple[str, ...] | None = None
+    contains: tuple[str, ...] | None = None
+    key: tuple[str, ...] | None = None
     ignore_case: bool = False
     negate: bool = False
     parses: str | None = None
@@ -195,6 +199,8 @@ class Condition:
         if self.key_prefix is not None and not any(
             isinstance(k, str) and k.startswith(self.key_prefix) for k in record
         ):
+            return False
+        if self.key is not None and not any(k in record for k in self.key):
             return False
         if not self.fields:
             return True
@@ -216,7 +222,7 @@ class Condition:
             for v in found
         ):
             return False
-        if self.equals is None and self.prefix is None:
+        if self.equals is None and self.prefix is None and self.contains is None:
             return True
         for value in found:
             if isinstance(value, bool) or not isinstance(value, str | int):
@@ -227,6 +233,8 @@ class Condition:
             if self.equals is not None and text in self.equals:
                 return True
             if self.prefix is not None and text.startswith(self.prefix):
+                return True
+            if self.contains is not None and any(part in text for part in self.contains):
                 return True
         return False
 
@@ -400,8 +408,12 @@ def _describe_condition(c: Condition) -> str:
         parts.append("in " + "/".join(c.equals))
     if c.prefix is not None:
         parts.append("starts " + "/".join(c.prefix))
+    if c.contains is not None:
+        parts.append("contains " + "/".join(c.contains))
     if c.key_prefix is not None:
         parts.append("has keys " + "/".join(p + "*" for p in c.key_prefix))
+    if c.key is not None:
+        parts.append("has key " + "/".join(c.key))
     if c.parses is not None:
         parts.append(f"reads as {c.parses}")
     if c.other_than is not None:
@@ -606,7 +618,19 @@ def _conditions(block: Mapping[str, Any], where: str, *, top: bool) -> tuple[Con
     return conds
 
 
-_COND_KEYS = {"field", "ecs", "exists", "type", "equals", "prefix", "key_prefix", "ignore_case", "not"}
+_COND_KEYS = {
+    "field",
+    "ecs",
+    "exists",
+    "type",
+    "equals",
+    "prefix",
+    "contains",
+    "key_prefix",
+    "key",
+    "ignore_case",
+    "not",
+}
 _COND_KEYS |= {"parses", "other_than"}
 
 
@@ -637,16 +661,18 @@ def _condition(raw: Mapping[str, Any], where: str) -> Condition:
         equals=texts("equals"),
         prefix=texts("prefix"),
         key_prefix=None if "key_prefix" not in raw else tuple(_strs(raw["key_prefix"], f"{where}.key_prefix")),
+        contains=texts("contains"),
+        key=None if "key" not in raw else tuple(_strs(raw["key"], f"{where}.key")),
         ignore_case=ignore_case,
         negate=_bool(raw.get("not", False), f"{where}.not"),
         parses=parses,
         other_than=texts("other_than"),
     )
-    if not fields and cond.key_prefix is None:
-        raise MappingError(f"{where}: a condition needs `field`, `ecs` or `key_prefix`")
-    tested = (cond.exists, cond.type, cond.equals, cond.prefix, cond.parses, cond.other_than)
-    if fields and all(t is None for t in tested):
-        raise MappingError(f"{where}: say what to test: `exists`, `type`, `equals` or `prefix`")
+    if not fields and cond.key_prefix is None and cond.key is None:
+        raise MappingError(f"{where}: a condition needs `field`, `ecs`, `key_prefix` or `key`")
+    tests = (cond.exists, cond.type, cond.equals, cond.prefix, cond.contains, cond.parses, cond.other_than)
+    if fields and all(t is None for t in tests):
+        raise MappingError(f"{where}: say what to test: `exists`, `type`, `equals`, `prefix` or `contains`")
     return cond
 
 
