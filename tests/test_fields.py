@@ -11,7 +11,7 @@ from detector.engine import Engine
 from detector.fields import first, flatten, node, values
 from detector.rules.eql import compile_query
 from detector.rules.model import load_rules
-from detector.sources.base import copy_ecs_subset
+from detector.sources import normalize
 
 CLIENT = "C:\\Users\\bob\\AppData\\Roaming\\nsm\\client32.exe"
 NOTEPAD = "C:\\Windows\\notepad.exe"
@@ -86,7 +86,7 @@ def test_the_rule_sees_a_value_behind_another(doc: dict[str, Any]) -> None:
         "process.name": "client32.exe",
     }
     record = {**base, **doc}
-    event = copy_ecs_subset(record)
+    _, (event,) = normalize(record, "endpoint")
     assert sorted(event["process"]["executable"]) == sorted([NOTEPAD, CLIENT])
     (rule,) = load_rules()
     assert rule.compiled.matches(event)

@@ -391,7 +391,7 @@ def test_helpers() -> None:
 def test_malformed_values_beyond_the_itemised_limit_are_counted_not_listed() -> None:
     from detector.sources.base import MAX_ITEMISED, MORE
 
-    record = {"agent": {"type": "endpoint"}, "process": {"name": "a.exe", "pid": [{"x": i} for i in range(1000)]}}
+    record = {"agent": {"type": "endpoint"}, "process": {"name": "a.exe", "pid": [f"bad{i}" for i in range(1000)]}}
     ignored: list[tuple[str, str]] = []
     _, events = normalize(record, ignored=ignored)
     assert events[0]["process"] == {"name": "a.exe"}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from detector.rules.model import Rule, load_rules
-from detector.sources import SOURCES
+from detector.sources import SOURCES, MappingError, add_source_maps
 
 # Exit statuses of the file modes (scan, normalize, replay), as their --help documents them.
 EXIT_OK = 0
@@ -59,11 +59,28 @@ def add_rule_option(parser: argparse.ArgumentParser) -> None:
 def add_source_option(parser: argparse.ArgumentParser, what: str = "record") -> None:
     parser.add_argument(
         "--source",
-        choices=sorted(SOURCES),
         metavar="NAME",
         help=f"treat every {what} as coming from this source (default: detect each record's source). "
-        f"One of: {', '.join(SOURCES)}",
+        f"One of: {', '.join(SOURCES)}, or a source added with --source-map",
     )
+    parser.add_argument(
+        "--source-map",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="add the source a mapping file defines (TOML, the format of the built-in sources; see the README, "
+        "'Adding a source'); repeatable. Its records are detected after the built-in sources' records",
+    )
+
+
+def apply_source_options(args: argparse.Namespace) -> None:
+    """Load the --source-map files, then check --source against every source now known."""
+    try:
+        add_source_maps(args.source_map)
+    except MappingError as exc:
+        raise UsageError(f"--source-map {exc}") from None
+    if args.source is not None and args.source not in SOURCES:
+        raise UsageError(f"--source: unknown source {args.source!r}; known: {', '.join(SOURCES)}")
 
 
 def rules_from_args(args: argparse.Namespace) -> list[Rule]:

@@ -21,6 +21,7 @@ from detector.cli.common import (
     OutputFile,
     add_rule_option,
     add_source_option,
+    apply_source_options,
     rules_from_args,
     say,
     stdout_binary,
@@ -230,6 +231,7 @@ def _damaged_note(summary: Summary) -> str:
 
 
 def run_scan(args: argparse.Namespace) -> int:
+    apply_source_options(args)
     check_readable(args.files)
     summary_file = OutputFile(args.summary_json, "--summary-json") if args.summary_json else None
     try:
@@ -288,6 +290,7 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
 
 
 def run_normalize(args: argparse.Namespace) -> int:
+    apply_source_options(args)
     check_readable(args.files)
     out_stream = stdout_binary()
     # Normalising needs no rule, but the engine's parse/reject path is the one way records are read.

@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from detector.cli.common import UsageError, add_rule_option, add_source_option
+from detector.cli.common import UsageError, add_rule_option, add_source_option, apply_source_options
 from detector.stream.config import ConfigError, Secret, WorkerConfig, effective_settings, load_config, settings_help
 
 WORKER_DESCRIPTION = """\
@@ -140,6 +140,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from detector.stream.replay import replay
     from detector.stream.topics import ensure_topics
 
+    apply_source_options(args)
     check_readable(args.files)
     if args.rate < 0:
         raise UsageError("--rate must be positive (or 0 for as fast as possible)")

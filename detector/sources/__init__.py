@@ -9,17 +9,18 @@ case): copied as is, or the last segment of a path copied from the record, or on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from types import MappingProxyType
 
 from detector.sources import (
     crowdstrike_fdr,  # noqa: F401  registers the step its map names, before the map loads
-    endgame,
-    endpoint,
+    endgame,  # noqa: F401  registers the native-schema step of maps/endgame.toml
     m365_defender,  # noqa: F401  registers the step its map names, before the map loads
     winlog,  # noqa: F401  (registers the Windows event-log maps' steps before the maps load)
 )
 from detector.sources.base import Event, Ignored, NormalizeError, Record, Source, collect_ignored
-from detector.sources.mapping import as_source, builtin_mapping
+from detector.sources.mapping import MappingError, as_source, builtin_mapping, load_mapping
 
 __all__ = [
     "DETECTION_ORDER",
@@ -27,12 +28,16 @@ __all__ = [
     "VERBATIM_FIELDS",
     "Event",
     "Ignored",
+    "MappingError",
     "NormalizeError",
     "Record",
     "Source",
     "UnknownSourceError",
+    "add_source_maps",
     "detect_source",
     "normalize",
+    "remove_user_sources",
+    "user_sources",
 ]
 
 
@@ -41,8 +46,8 @@ class UnknownSourceError(NormalizeError):
 
 
 _ALL: tuple[Source, ...] = (
-    endgame.SOURCE,
-    endpoint.SOURCE,
+    as_source(builtin_mapping("endgame")),
+    as_source(builtin_mapping("endpoint")),
     as_source(builtin_mapping("crowdstrike_fdr")),
     as_source(builtin_mapping("m365_defender")),
     as_source(builtin_mapping("sentinel_one_cloud_funnel")),
@@ -50,7 +55,9 @@ _ALL: tuple[Source, ...] = (
     as_source(builtin_mapping("windows_sysmon")),
     as_source(builtin_mapping("winlogbeat")),
 )
-SOURCES: MappingProxyType[str, Source] = MappingProxyType({s.name: s for s in _ALL})
+_REGISTRY: dict[str, Source] = {s.name: s for s in _ALL}
+# Every source by name: the built-in ones, then those of users' mapping files (`add_source_maps`).
+SOURCES: MappingProxyType[str, Source] = MappingProxyType(_REGISTRY)
 
 # Most specific marker first:
 # 1. winlogbeat before system_security/windows_sysmon: a Beat's Kafka message (@metadata.beat) carries the
@@ -90,11 +97,56 @@ VERBATIM_FIELDS: frozenset[str] = frozenset(
 )
 
 
+# Users' sources come after the built-in ones: a user's markers never take a record from a built-in source.
+_ORDER: list[str] = list(DETECTION_ORDER)
+_USER_ORIGINS: dict[str, str] = {}
+
+
+def add_source_maps(paths: Iterable[str | Path]) -> list[str]:
+    """Load users' mapping files (detector/sources/mapping.py) and add their sources; returns their names.
+
+    All files are checked before any source is added, so a bad file leaves the registry as it was. A file
+    loaded again from the same path is not a conflict (a config read twice); another file defining a name
+    that exists is refused."""
+    loaded = [load_mapping(p) for p in paths]
+    names: list[str] = []
+    for m in loaded:
+        origin = str(Path(m.origin).resolve())
+        if _USER_ORIGINS.get(m.name) == origin and m.name not in names:
+            continue
+        if m.name in _REGISTRY or m.name in names:
+            where = (
+                "a built-in source" if m.name in DETECTION_ORDER else f"already defined by {_USER_ORIGINS.get(m.name)}"
+            )
+            raise MappingError(f"{m.origin}: source name {m.name!r} is {where}; choose another")
+        names.append(m.name)
+    for m in loaded:
+        if m.name in names:
+            _REGISTRY[m.name] = as_source(m)
+            _ORDER.append(m.name)
+            _USER_ORIGINS[m.name] = str(Path(m.origin).resolve())
+    return names
+
+
+def remove_user_sources() -> None:
+    """Forget every source added by `add_source_maps` (tests; a process normally keeps them)."""
+    for name in _USER_ORIGINS:
+        _REGISTRY.pop(name, None)
+        _ORDER.remove(name)
+    _USER_ORIGINS.clear()
+
+
+def user_sources() -> dict[str, str]:
+    """Users' sources by name, with the mapping file each came from."""
+    return dict(_USER_ORIGINS)
+
+
 def detect_source(record: Record) -> str | None:
-    """The name of the source whose markers the record carries, or None (see DETECTION_ORDER)."""
+    """The name of the source whose markers the record carries, or None (see DETECTION_ORDER; users'
+    sources after the built-in ones, in the order their files were given)."""
     if not isinstance(record, dict):
         return None
-    for name in DETECTION_ORDER:
+    for name in _ORDER:
         if SOURCES[name].detect(record):
             return name
     return None

@@ -8,14 +8,14 @@ wrong-typed field fails with `NormalizeError` naming the field, never with a str
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from detector.fields import flatten, node, values
+from detector.fields import flatten, node
 
 __all__ = [
     "ECS_SUBSET",
@@ -27,8 +27,6 @@ __all__ = [
     "as_list_of_str",
     "as_mapping",
     "collect_ignored",
-    "copy_ecs_subset",
-    "ensure_windows_os",
     "filetime_to_iso",
     "iso_to_ms",
     "lookup",
@@ -354,40 +352,3 @@ ECS_SUBSET: tuple[tuple[str, str], ...] = (
     ("process.parent.command_line", "str"),
     ("process.parent.entity_id", "str"),
 )
-
-
-_CONVERTERS: dict[str, Callable[[Any, str], Any]] = {"str": opt_str, "int": opt_int, "ts": iso_to_ms}
-
-
-def copy_ecs_subset(record: Mapping[str, Any], fields: Iterable[tuple[str, str]] = ECS_SUBSET) -> Event:
-    """Copy the ECS subset from a record that is already ECS (nested, flat-dotted or mixed keys).
-
-    Such records are indexed as they are, so a field holds every value Elasticsearch would index for it
-    (see detector/fields.py): one value stays a scalar, several become a list, and a rule matches any.
-    `list` fields (event.category, event.type) are always lists; a timestamp takes its first value.
-    """
-    event: Event = {}
-    for field, kind in fields:
-        found = values(record, field)
-        if not found:
-            continue
-        convert: Callable[[Any, str], Any] = _CONVERTERS.get(kind, opt_str)
-        converted = [c for c in (convert(v, field) for v in found) if c is not None]
-        if not converted:
-            continue
-        if kind == "ts":
-            put(event, field, converted[0])
-        elif kind == "list" or len(converted) > 1:
-            put(event, field, converted)
-        else:
-            put(event, field, converted[0])
-    return event
-
-
-def ensure_windows_os(event: Event) -> None:
-    """Records from Windows event-log channels (Security, Sysmon) come from Windows hosts by
-    construction; when the shipper's host metadata is missing, say so rather than leave it unset."""
-    os_ = event.setdefault("host", {}).setdefault("os", {})
-    os_.setdefault("type", "windows")
-    if os_["type"] == "windows":
-        os_.setdefault("family", "windows")

@@ -1,5 +1,5 @@
-"""Endgame sensor data: the ECS-shaped documents indexed in endgame-* (required), and Endgame's native
-event schema (creation/termination events, as in the eql project's test data) when simple."""
+"""Endgame's native event schema, the one step of maps/endgame.toml (whose rows copy ECS-shaped endgame-*
+documents)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from detector.fields import values
 from detector.sources.base import (
     Event,
     Record,
-    Source,
-    copy_ecs_subset,
     filetime_to_iso,
     opt_int,
     opt_str,
     put,
 )
+from detector.sources.mapping import SourceMap, before_step
 
 _WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:\\|\\\\|\\Device\\)")
 _NATIVE_TYPES = {"creation_event": "start", "termination_event": "end"}
@@ -81,46 +80,25 @@ def _native(record: Record) -> list[Event]:
     return [event]
 
 
-def normalize(record: Record) -> list[Event]:
-    """ECS-shaped endgame-* documents: copy the subset (same ECS fields; @timestamp to ms; a single
-    event.category/event.type string becomes a list). Nothing is derived, so what the sensor did not
-    send (often process.pe.original_file_name, host.os.type on old sensors) stays unset.
+@before_step("endgame_native")
+def native_events(record: Record, _map: SourceMap) -> Record | list[Event]:
+    """Endgame's native schema (process_event creation_event/termination_event, as in the eql project's test
+    data) has no Elastic pipeline to follow, and its shape (FILETIME, a Windows-path test for the OS) is a
+    second mapping inside one source: our choices, in code. ECS-shaped endgame-* documents go on to
+    maps/endgame.toml, which copies the ECS subset.
 
-    Native schema (process_event creation_event/termination_event; no Elastic pipeline exists, so these
-    are our choices): @timestamp <- timestamp (FILETIME); event.category ["process"], event.type
-    ["start"]/["end"], event.action <- event_subtype_full; process.name <- process_name;
-    process.executable <- process_path; process.pid <- pid; process.entity_id <- unique_pid;
-    process.command_line <- command_line; process.parent.name <- parent_process_name;
-    process.parent.executable <- parent_process_path; process.parent.pid <- ppid;
-    process.parent.entity_id <- unique_ppid; user.name/domain/id <- user_name/user_domain/user_sid;
-    host.name <- hostname; host.os.type/family "windows" only when process_path is a Windows path.
-    process.pe.original_file_name stays unset (not in the native schema). Other native events -> [].
+    Native: @timestamp <- timestamp (FILETIME); event.category ["process"], event.type ["start"]/["end"],
+    event.action <- event_subtype_full; process.name <- process_name; process.executable <- process_path;
+    process.pid <- pid; process.entity_id <- unique_pid; process.command_line <- command_line;
+    process.parent.name <- parent_process_name; process.parent.executable <- parent_process_path;
+    process.parent.pid <- ppid; process.parent.entity_id <- unique_ppid; user.name/domain/id <-
+    user_name/user_domain/user_sid; host.name <- hostname; host.os.type/family "windows" only when
+    process_path is a Windows path. process.pe.original_file_name stays unset (not in the native schema).
+    Other native events -> [].
     """
     if _is_native(record) and not _is_endgame_ecs(record):
         return _native(record)
-    return [copy_ecs_subset(record)]
+    return record
 
 
-def detect(record: Record) -> bool:
-    """agent.type/event.module "endgame", an endgame* event.dataset, or the native event_type_full +
-    event_subtype_full pair."""
-    return _is_endgame_ecs(record) or _is_native(record)
-
-
-SOURCE = Source(
-    name="endgame",
-    normalize=normalize,
-    detect=detect,
-    description="Endgame sensor documents (endgame-* ECS shape; native creation_event schema)",
-    fields=(
-        ("process.*, event.*, host.*, user.*", "same ECS fields (endgame-* documents)"),
-        ("process.name", "process_name (native)"),
-        ("process.executable", "process_path (native)"),
-        ("process.pid / entity_id", "pid / unique_pid (native)"),
-        ("process.parent.name / executable", "parent_process_name / parent_process_path (native)"),
-        ("process.parent.pid", "ppid (native)"),
-        ("@timestamp", "timestamp, Windows FILETIME (native)"),
-    ),
-)
-
-__all__ = ["SOURCE"]
+__all__ = ["native_events"]

@@ -22,6 +22,7 @@ from typing import Any
 
 from detector.fields import node, values
 from detector.sources.base import (
+    ECS_SUBSET,
     Event,
     NormalizeError,
     Record,
@@ -349,8 +350,9 @@ class SourceMap:
         if hit is None:
             return row.default
         if row.pick is not None:
-            return hit.get(row.pick) if isinstance(hit, Mapping) else None
-        return hit
+            hit = hit.get(row.pick) if isinstance(hit, Mapping) else None
+        # A copy: the table's own list must never be shared with (and mutated through) an event.
+        return list(hit) if isinstance(hit, list) else hit
 
     def _envelope(self, record: Record) -> list[Event]:
         items = record[self.envelope]  # type: ignore[index]
@@ -446,6 +448,14 @@ def after_step(name: str) -> Callable[[AfterStep], AfterStep]:
     return register
 
 
+# The ECS subset copied from records that are already ECS (`copy_ecs = true`): same field in and out.
+_KIND_CONVERTER = {"ts": "iso8601", "int": "long", "list": "keyword", "str": "keyword"}
+ECS_COPY_ROWS: tuple[Row, ...] = tuple(
+    Row(to=name, sources=(name,), convert=(_KIND_CONVERTER[kind],), as_list=kind == "list", note="copied")
+    for name, kind in ECS_SUBSET
+)
+
+
 # --- loading ----------------------------------------------------------------------------------------
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -483,7 +493,7 @@ def parse_mapping(text: str, *, origin: str = "<text>", builtin: bool = False) -
 def _build(doc: dict[str, Any], origin: str, builtin: bool) -> SourceMap:
     _keys(doc, "top level", {"source", "detect", "emit", "map", "tables", "steps"})
     src = _table(doc.get("source"), "[source]", required=True)
-    _keys(src, "[source]", {"name", "description", "follows", "envelope", "unset"})
+    _keys(src, "[source]", {"name", "description", "follows", "envelope", "unset", "copy_ecs"})
     name = _str(src.get("name"), "source.name", required=True)
     if not _NAME.fullmatch(name):
         raise MappingError(f"source.name {name!r} must be lower-case letters, digits and _ (start with a letter)")
@@ -527,6 +537,9 @@ def _build(doc: dict[str, Any], origin: str, builtin: bool) -> SourceMap:
     if len(rows_raw) > _MAX_ROWS:
         raise MappingError(f"{len(rows_raw)} [[map]] rows, over the limit of {_MAX_ROWS}")
     rows = tuple(_row(_table(r, f"map[{i}]", required=True), f"map[{i}]", tables) for i, r in enumerate(rows_raw))
+    if _bool(src.get("copy_ecs", False), "source.copy_ecs"):
+        # The record is already ECS: each field of the subset comes from the same field, as indexed.
+        rows = ECS_COPY_ROWS + rows
     if not rows and before is None:
         raise MappingError("no [[map]] rows: a source must map at least one field")
     if not builtin:

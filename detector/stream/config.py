@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from detector.sources import SOURCES
+from detector.sources import SOURCES, MappingError, add_source_maps
 
 ENV_PREFIX = "DETECTOR_"
 AUTO = "auto"
@@ -87,7 +87,14 @@ SETTINGS: tuple[Setting, ...] = (
         "topics",
         "",
         "input topics as TOPIC[=SOURCE] pairs, comma-separated; SOURCE is a source name or 'auto' "
-        "(detect per record). Default: telemetry.<source> for each of the eight sources",
+        "(detect per record). Default: telemetry.<source> for each source, the eight built-in ones and "
+        "those of source_maps",
+    ),
+    Setting(
+        "source_maps",
+        "",
+        "mapping files (TOML) that each add a source, comma-separated (see the README, 'Adding a source'); "
+        "a file that fails to load stops the worker at start with the reason",
     ),
     Setting("alerts_topic", "detections.alerts", "topic for alerts (keyed by host) and suppression records"),
     Setting(
@@ -157,6 +164,7 @@ class WorkerConfig:
     matches_topic: str = "detections.matches"
     topic_partitions: int = 4
     topic_replication: int = 1
+    source_maps: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
     max_signals: int = -1
     cap_interval: str = ""
@@ -299,6 +307,11 @@ def load_config(
     for s in SETTINGS:
         if s.secret:
             values[s.name] = _resolve_secret(s, values[s.name], values.get(f"{s.name}_file", ""))
+    source_maps = tuple(p.strip() for p in str(values["source_maps"]).split(",") if p.strip())
+    try:
+        add_source_maps(source_maps)  # before the topics, which may name these sources
+    except MappingError as exc:
+        raise ConfigError(f"source_maps ({_BY_NAME['source_maps'].env}): {exc}") from None
     topics = parse_topics(values["topics"]) if values["topics"] else default_topics()
     rules = tuple(p.strip() for p in str(values["rules"]).split(",") if p.strip())
     if values["auto_offset_reset"] not in ("earliest", "latest"):
@@ -319,6 +332,7 @@ def load_config(
     values = {k: v for k, v in values.items() if k in known}
     values["topics"] = topics
     values["rules"] = rules
+    values["source_maps"] = source_maps
     return WorkerConfig(**values)
 
 
