@@ -30,3 +30,11 @@ def test_every_metric_is_in_the_readme() -> None:
         names.add(f"{family.name}_total" if kind == "counter" else family.name)
     for name in names:
         assert f"`{name}`" in README, name
+
+
+def test_the_readme_sources_table_is_written_from_the_maps() -> None:
+    from detector.sources import sources_table
+
+    assert sources_table() in README, (
+        "regenerate: python -c 'from detector.sources import sources_table as t; print(t())'"
+    )

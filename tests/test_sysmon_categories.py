@@ -1,6 +1,6 @@
 """Sysmon event id -> event.category/event.type, row by row against the Windows integration's
 sysmon_operational pipeline (elastic/integrations packages/windows/data_stream/sysmon_operational/
-elasticsearch/ingest_pipeline/default.yml, commit 029004a3821403de824489377e0efd74447e6098)."""
+elasticsearch/ingest_pipeline/default.yml, commit bf3be6b2ca0eb305677128e9db73c75536000433)."""
 
 from __future__ import annotations
 
@@ -33,18 +33,18 @@ PIPELINE_ROWS: dict[int, tuple[list[str] | None, list[str] | None]] = {
     16: (["configuration"], ["change"]),
     17: (["file"], ["creation"]),
     18: (["file"], ["access"]),
-    19: (["process"], ["info"]),
-    20: (["process"], ["change"]),
+    19: (["process"], ["creation"]),
+    20: (["process"], ["creation"]),
     21: (["process"], ["access"]),
     22: (["network"], ["connection", "protocol", "info"]),
     23: (["file"], ["deletion"]),
     24: (None, ["change"]),
     25: (["process"], ["change"]),
     26: (["file"], ["deletion"]),
-    27: (["file"], ["creation"]),
-    28: (["file"], ["deletion"]),
+    27: (["file"], ["creation", "denied"]),
+    28: (["file"], ["deletion", "denied"]),
     29: (["file"], ["creation"]),
-    255: (["process"], None),
+    255: (["process"], ["error"]),
 }
 
 

@@ -20,7 +20,7 @@ from detector.sources import (
     winlog,  # noqa: F401  (registers the Windows event-log maps' steps before the maps load)
 )
 from detector.sources.base import Event, Ignored, NormalizeError, Record, Source, collect_ignored
-from detector.sources.mapping import MappingError, as_source, builtin_mapping, load_mapping
+from detector.sources.mapping import VERBATIM_FIELDS, MappingError, as_source, builtin_mapping, load_mapping
 
 __all__ = [
     "DETECTION_ORDER",
@@ -37,6 +37,7 @@ __all__ = [
     "detect_source",
     "normalize",
     "remove_user_sources",
+    "sources_table",
     "user_sources",
 ]
 
@@ -82,20 +83,6 @@ DETECTION_ORDER: tuple[str, ...] = (
     "windows_sysmon",
 )
 
-VERBATIM_FIELDS: frozenset[str] = frozenset(
-    {
-        "process.name",
-        "process.executable",
-        "process.command_line",
-        "process.pe.original_file_name",
-        "process.parent.name",
-        "process.parent.executable",
-        "process.parent.command_line",
-        "user.name",
-        "user.domain",
-    }
-)
-
 
 # Users' sources come after the built-in ones: a user's markers never take a record from a built-in source.
 _ORDER: list[str] = list(DETECTION_ORDER)
@@ -139,6 +126,17 @@ def remove_user_sources() -> None:
 def user_sources() -> dict[str, str]:
     """Users' sources by name, with the mapping file each came from."""
     return dict(_USER_ORIGINS)
+
+
+def sources_table() -> str:
+    """The README's sources table, written from the maps' rows (`SourceMap.field_table`) and what the
+    steps declare, so that the documentation cannot drift from the mapping."""
+    lines = ["| source | what it reads | ECS field ← vendor field |", "|---|---|---|"]
+    for name in _ORDER:
+        src = SOURCES[name]
+        cells = "<br>".join(f"`{ecs}` ← `{vendor}`".replace("|", "\\|") for ecs, vendor in src.fields)
+        lines.append(f"| `{name}` | {src.description} | {cells} |")
+    return "\n".join(lines)
 
 
 def detect_source(record: Record) -> str | None:

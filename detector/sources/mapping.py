@@ -143,13 +143,38 @@ TRANSFORMS: dict[str, Transform] = {
     "domain": lambda text: split_domain_user(text)[0],
     "user": lambda text: split_domain_user(text)[1] or None,
     "hyphenate": lambda text: text.replace(" ", "-") or None,
+    "upn_domain": lambda text: text.rpartition("@")[2] or None if "@" in text else None,
 }
 CONVERTERS = (*PARSERS, *TRANSFORMS)
+
+# The prefilter's contract (detector/sources/__init__.py): fields every source sets to text of the raw record.
+VERBATIM_FIELDS: frozenset[str] = frozenset(
+    {
+        "process.name",
+        "process.executable",
+        "process.command_line",
+        "process.pe.original_file_name",
+        "process.parent.name",
+        "process.parent.executable",
+        "process.parent.command_line",
+        "user.name",
+        "user.domain",
+    }
+)
 
 # Converters whose output is a substring of the raw record, up to ASCII case (the prefilter's contract:
 # detector/sources/__init__.py VERBATIM_FIELDS). A row writing a verbatim field may use only these.
 VERBATIM_SAFE = frozenset(
-    {"keyword", "keyword_or_dash", "basename", "after_last_backslash", "leading_separator_name", "domain", "user"}
+    {
+        "keyword",
+        "keyword_or_dash",
+        "basename",
+        "after_last_backslash",
+        "leading_separator_name",
+        "domain",
+        "user",
+        "upn_domain",
+    }
 )
 _TIME_PARSERS = frozenset({"iso8601", "epoch_ms", "epoch_s", "epoch_s_or_ms", "epoch_ms_or_iso8601", "filetime"})
 
@@ -542,8 +567,7 @@ def _build(doc: dict[str, Any], origin: str, builtin: bool) -> SourceMap:
         rows = ECS_COPY_ROWS + rows
     if not rows and before is None:
         raise MappingError("no [[map]] rows: a source must map at least one field")
-    if not builtin:
-        _check_verbatim(rows)
+    _check_verbatim(rows)  # the built-in maps keep the prefilter's contract too
     return SourceMap(
         name=name,
         description=description,
@@ -562,9 +586,6 @@ def _build(doc: dict[str, Any], origin: str, builtin: bool) -> SourceMap:
 
 
 def _check_verbatim(rows: Iterable[Row]) -> None:
-    # Imported here: the registry imports this module.
-    from detector.sources import VERBATIM_FIELDS
-
     for row in rows:
         if row.to not in VERBATIM_FIELDS:
             continue
