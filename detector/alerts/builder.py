@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from detector import __version__
 from detector.fields import first
 from detector.rules.model import Rule
+from detector.times import now_iso
 
 ALERT_SCHEMA_VERSION = "8.17.0"
 _ORIGINAL_EVENT_FIELDS = ("action", "category", "code", "created", "dataset", "id", "kind", "module", "type")
@@ -31,10 +31,6 @@ def alert_uuid(rule: Rule, digest: str, index: int) -> str:
     """
     key = f"{rule.rule_id}\x1f{rule.version}\x1f{digest}\x1f{index}"
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def reason(rule: Rule, event: Mapping[str, Any]) -> str:

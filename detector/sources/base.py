@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from detector.fields import flatten, node
+from detector.times import iso_ms
 
 __all__ = [
     "ECS_SUBSET",
@@ -251,8 +252,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|z|[+-]\d{2}:?\d{2})?")
 
 
-def _format(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def iso_to_ms(value: Any, field: str) -> str | None:
@@ -280,7 +279,7 @@ def iso_to_ms(value: Any, field: str) -> str | None:
         except OverflowError:
             malformed(field, "timestamp {} is out of range", value)
             return None
-    return _format(dt)
+    return iso_ms(dt)
 
 
 def ms_epoch_to_iso(value: Any, field: str) -> str | None:
@@ -289,7 +288,7 @@ def ms_epoch_to_iso(value: Any, field: str) -> str | None:
     if ms is None:
         return None
     try:
-        return _format(_EPOCH + timedelta(milliseconds=ms))
+        return iso_ms(_EPOCH + timedelta(milliseconds=ms))
     except OverflowError:
         malformed(field, "timestamp {} is out of range", value)
         return None
@@ -297,7 +296,7 @@ def ms_epoch_to_iso(value: Any, field: str) -> str | None:
 
 def seconds_epoch_to_iso(value: int, field: str) -> str | None:
     try:
-        return _format(_EPOCH + timedelta(seconds=value))
+        return iso_ms(_EPOCH + timedelta(seconds=value))
     except OverflowError:
         malformed(field, "timestamp {} is out of range", value)
         return None
@@ -312,7 +311,7 @@ def filetime_to_iso(value: Any, field: str) -> str | None:
     if ticks is None:
         return None
     try:
-        return _format(_FILETIME_EPOCH + timedelta(microseconds=ticks // 10))
+        return iso_ms(_FILETIME_EPOCH + timedelta(microseconds=ticks // 10))
     except OverflowError:
         malformed(field, "FILETIME {} is out of range", value)
         return None
