@@ -649,6 +649,12 @@ def _conditions(block: Mapping[str, Any], where: str, *, top: bool) -> tuple[Con
     conds = _condition_list(block.get("all"), f"{where}.all")
     if not conds:
         raise MappingError(f"{where}.all: at least one condition")
+    for i, c in enumerate(conds):
+        if c.parses is not None or c.on_event:
+            # Detection runs before normalising: there is no event yet, and no sink for a malformed value.
+            raise MappingError(
+                f"{where}.all[{i}]: a [[detect]] condition tests the record only (no `parses`, no `ecs`)"
+            )
     return conds
 
 
