@@ -169,6 +169,11 @@ BROKEN: list[tuple[str, str, str]] = [
         "say what to test",
     ),
     (
+        "detect_parses",
+        _replace('{ field = "hostIdentifier", type = "string" }', '{ field = "hostIdentifier", parses = "long" }'),
+        "tests the record only",
+    ),
+    (
         "wrong_type",
         _replace('to = "event.module"\nvalue = "osquery"', 'to = "event.module"\nvalue = { a = 1 }'),
         "a string, number",
