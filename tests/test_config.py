@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from detector.sources import SOURCES
-from detector.stream.config import SETTINGS, ConfigError, load_config, settings_help
+from detector.stream.config import (
+    SETTINGS,
+    ConfigError,
+    WorkerConfig,
+    input_topic,
+    load_config,
+    settings_help,
+    topic_source,
+)
 
 
 def test_defaults() -> None:
@@ -79,3 +87,23 @@ def test_help_lists_every_setting() -> None:
     text = settings_help()
     for s in SETTINGS:
         assert s.env in text
+
+
+def test_input_topic_names_and_its_inverse() -> None:
+    for source in SOURCES:
+        assert topic_source(input_topic(source)) == source
+    assert input_topic("endgame") == "telemetry.endgame"
+    assert topic_source("telemetry.nosuch") is None and topic_source("edr.endgame") is None
+
+
+def test_every_setting_is_a_field_with_the_same_default() -> None:
+    # One place: SETTINGS is read from WorkerConfig's fields, so a default built directly is the documented one.
+    default = WorkerConfig()
+    for s in SETTINGS:
+        value = getattr(default, s.name)
+        if s.secret:
+            assert not value
+        elif isinstance(value, dict | tuple):
+            assert not value and s.default == ""
+        else:
+            assert value == s.default and type(value) is type(s.default), s.name

@@ -38,3 +38,11 @@ def test_the_readme_sources_table_is_written_from_the_maps() -> None:
     assert sources_table() in README, (
         "regenerate: python -c 'from detector.sources import sources_table as t; print(t())'"
     )
+
+
+def test_the_readme_settings_table_is_written_from_the_settings() -> None:
+    from detector.stream.config import settings_table
+
+    assert settings_table() in README, (
+        "regenerate: python -c 'from detector.stream.config import settings_table as t; print(t())'"
+    )

@@ -9,7 +9,15 @@ import sys
 from typing import Any
 
 from detector.cli.common import UsageError, add_rule_option, add_source_option, apply_source_options
-from detector.stream.config import ConfigError, Secret, WorkerConfig, effective_settings, load_config, settings_help
+from detector.stream.config import (
+    ConfigError,
+    Secret,
+    WorkerConfig,
+    effective_settings,
+    input_topic,
+    load_config,
+    settings_help,
+)
 
 WORKER_DESCRIPTION = """\
 Run the rules on Kafka: consume raw telemetry from one topic per source (default telemetry.<source>),
@@ -146,7 +154,7 @@ def run_replay(args: argparse.Namespace) -> int:
         raise UsageError("--rate must be positive (or 0 for as fast as possible)")
     cfg = _config(args)
     if args.create_topics and (args.topic or args.source):
-        ensure_topics(cfg, [args.topic or f"telemetry.{args.source}"])
+        ensure_topics(cfg, [args.topic or input_topic(args.source)])
     result = replay(cfg, args.files, source=args.source, topic=args.topic, rate=args.rate)
     rate = result.total_sent / result.seconds if result.seconds else 0.0
     per_topic = ", ".join(f"{t} {n:,}" for t, n in sorted(result.sent.items())) or "-"

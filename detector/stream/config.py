@@ -1,7 +1,20 @@
-"""Worker configuration: defaults, then an optional TOML config file, then DETECTOR_* environment variables.
+"""Worker configuration: defaults, then an optional TOML config file, then DETECTOR_* environment variables,
+then command-line options.
 
-One table (`SETTINGS`) describes every setting once; `detector worker --help` and the README are
-written from it, so the documentation cannot drift from what is read.
+Each setting is written down once, as a WorkerConfig field with its default and help (`setting()`);
+`SETTINGS`, `detector worker --help`, `--print-config` and the README's table are derived from those fields,
+so neither the defaults nor the documentation can drift from what is read.
+
+Why not pydantic-settings (2.16, evaluated for this): WorkerConfig is a frozen stdlib dataclass that code and
+tests build directly (`WorkerConfig(...)`, `dataclasses.replace`, `asdict`); a BaseSettings model is not one
+and reads os.environ whenever it is built, so it could only sit beside it, every setting declared twice
+again. And of what it offers, the parts this loader needs do not fit: its TOML source lets tomllib's error
+through, which quotes a secret's character ("Illegal character '\x7f'"), so the file is parsed here anyway;
+its secrets source reads a directory of files named after fields and strips all whitespace (a password's
+own spaces) with no size limit, where a Kubernetes-mounted `*_file` path is wanted; its env source reads
+only os.environ (no mapping to pass, as `load_config(env=...)` does); and with case_sensitive=True it looks
+for DETECTOR_batch_size, silently ignoring DETECTOR_BATCH_SIZE. What would remain is the prefix lookup
+and the scalar coercion below, not worth five more runtime packages (pydantic, pydantic-core, ...).
 """
 
 from __future__ import annotations
@@ -10,8 +23,8 @@ import hmac
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,131 +78,95 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str  # attribute and config-file key; env var is DETECTOR_<NAME upper>
-    default: Any
-    help: str
-    # A credential: held as a Secret, never shown, and may instead be read from the file named by <name>_file.
-    secret: bool = False
+def setting(
+    default: Any = "", help: str = "", *, factory: Callable[[], Any] | None = None, secret: bool = False
+) -> Any:
+    """A WorkerConfig field with its default and help: the one place a setting is written down.
 
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("bootstrap_servers", "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated"),
-    Setting(
-        "consumer_group", "netsupport-detector", "consumer group of the ingest consumer (agents use <group>-agents)"
-    ),
-    Setting(
-        "topics",
-        "",
-        "input topics as TOPIC[=SOURCE] pairs, comma-separated; SOURCE is a source name or 'auto' "
-        "(detect per record). Default: telemetry.<source> for each source, the eight built-in ones and "
-        "those of source_maps",
-    ),
-    Setting(
-        "source_maps",
-        "",
-        "mapping files (TOML) that each add a source, comma-separated (see the README, 'Adding a source'); "
-        "a file that fails to load stops the worker at start with the reason",
-    ),
-    Setting("alerts_topic", "detections.alerts", "topic for alerts (keyed by host) and suppression records"),
-    Setting(
-        "deadletter_topic", "detections.deadletter", "topic for rejected records (original bytes + reason headers)"
-    ),
-    Setting("matches_topic", "detections.matches", "internal topic from the ingest consumer to the Faust agents"),
-    Setting("topic_partitions", 4, "partitions for the output and internal topics the worker creates if missing"),
-    Setting("topic_replication", 1, "replication factor for topics the worker creates"),
-    Setting("rules", "", "rule files (TOML), comma-separated; default: the built-in NetSupport rule"),
-    Setting("max_signals", -1, "alerts per rule per window; -1 = the rule's max_signals, 0 = no cap"),
-    Setting("cap_interval", "", "length of a cap window, e.g. 5m; default: the rule's interval"),
-    Setting("prefilter", True, "skip, unparsed, records that cannot match (false: parse and validate all)"),
-    Setting("max_record_bytes", 1 << 20, "records larger than this go to the dead-letter topic"),
-    Setting(
-        "deadletter_max_bytes",
-        512 * 1024,
-        "largest dead letter (value, key and headers); a longer record is cut to fit, with headers "
-        "detector.truncated, detector.original_size and detector.original_sha256. Lowered at start to what "
-        "the dead-letter topic accepts (its max.message.bytes); at least 4096",
-    ),
-    Setting(
-        "validate_sample_rate",
-        0.0005,
-        "share of the records the prefilter skips that are parsed and validated anyway (every 1/rate-th per "
-        "topic), counted in detector_records_validated_total; invalid ones are dead-lettered. Catches a "
-        "misrouted or changed input. 0 = off",
-    ),
-    Setting(
-        "validate_sample_interval",
-        1.0,
-        "seconds after which a topic's next skipped record is validated even if the rate has not picked one, "
-        "so slow topics are checked too; 0 = the rate alone",
-    ),
-    Setting("batch_size", 2000, "records per consume() batch of the ingest consumer"),
-    Setting("batch_timeout", 0.02, "seconds consume() waits to fill a batch (a latency floor at low rates)"),
-    Setting("session_timeout", 10.0, "seconds without heartbeat before a worker's partitions move to another"),
-    Setting("auto_offset_reset", "earliest", "where a new consumer group starts: earliest or latest"),
-    Setting("http_host", "127.0.0.1", "address of the HTTP port (/healthz, /readyz, /metrics); 0.0.0.0 in a pod"),
-    Setting("http_port", 8000, "HTTP port serving /healthz, /readyz and /metrics"),
-    Setting("security_protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
-    Setting("sasl_mechanism", "PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Event Hubs: PLAIN)"),
-    Setting("sasl_username", "", "SASL username (Event Hubs: $ConnectionString)"),
-    Setting("sasl_password", "", "SASL password (Event Hubs: the connection string); never shown", secret=True),
-    Setting(
-        "sasl_password_file",
-        "",
-        "file holding the SASL password instead (e.g. a mounted Kubernetes Secret); trailing newline ignored",
-    ),
-    Setting("ssl_cafile", "", "CA bundle to verify the brokers (default: the system's)"),
-    Setting("ssl_certfile", "", "client certificate for mutual TLS"),
-    Setting("ssl_keyfile", "", "client private key for mutual TLS"),
-    Setting("ssl_key_password", "", "password of an encrypted client private key; never shown", secret=True),
-    Setting("ssl_key_password_file", "", "file holding the client key's password instead; trailing newline ignored"),
-    Setting("log_level", "info", "log level: debug, info, warning, error"),
-)
-
-_BY_NAME = {s.name: s for s in SETTINGS}
+    `secret`: a credential, held as a Secret, never shown; it may instead be read from the file named by
+    the setting <name>_file.
+    """
+    metadata = {"help": help, "secret": secret}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    consumer_group: str = "netsupport-detector"
-    topics: dict[str, str] = field(default_factory=dict)  # topic -> source name or "auto"
-    alerts_topic: str = "detections.alerts"
-    deadletter_topic: str = "detections.deadletter"
-    matches_topic: str = "detections.matches"
-    topic_partitions: int = 4
-    topic_replication: int = 1
-    source_maps: tuple[str, ...] = ()
-    rules: tuple[str, ...] = ()
-    max_signals: int = -1
-    cap_interval: str = ""
-    prefilter: bool = True
-    max_record_bytes: int = 1 << 20
-    deadletter_max_bytes: int = 512 * 1024
-    validate_sample_rate: float = 0.0005
-    validate_sample_interval: float = 1.0
-    batch_size: int = 2000
-    batch_timeout: float = 0.02
-    session_timeout: float = 10.0
-    auto_offset_reset: str = "earliest"
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "PLAIN"
-    sasl_username: str = ""
-    sasl_password: Secret = field(default_factory=Secret)
-    sasl_password_file: str = ""  # where sasl_password was read from, if from a file (shown, unlike the value)
-    ssl_cafile: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    ssl_key_password: Secret = field(default_factory=Secret)
-    ssl_key_password_file: str = ""
-    log_level: str = "info"
+    """Every setting of the worker, its default and its help, in the order `--help` and the README list them.
+
+    Topics, rules and source maps are given as comma lists (see SETTINGS) and held parsed.
+    """
+
+    bootstrap_servers: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated")
+    consumer_group: str = setting(
+        "netsupport-detector", "consumer group of the ingest consumer (agents use <group>-agents)"
+    )
+    topics: dict[str, str] = setting(  # noqa: RUF009 (a field()): topic -> source name or "auto"
+        factory=dict,
+        help="input topics as TOPIC[=SOURCE] pairs, comma-separated; SOURCE is a source name or 'auto' "
+        "(detect per record). Default: telemetry.<source> for each source, the eight built-in ones and "
+        "those of source_maps",
+    )
+    source_maps: tuple[str, ...] = setting(
+        (),
+        "mapping files (TOML) that each add a source, comma-separated (see the README, 'Adding a source'); "
+        "a file that fails to load stops the worker at start with the reason",
+    )
+    alerts_topic: str = setting("detections.alerts", "topic for alerts (keyed by host) and suppression records")
+    deadletter_topic: str = setting(
+        "detections.deadletter", "topic for rejected records (original bytes + reason headers)"
+    )
+    matches_topic: str = setting("detections.matches", "internal topic from the ingest consumer to the Faust agents")
+    topic_partitions: int = setting(4, "partitions for the output and internal topics the worker creates if missing")
+    topic_replication: int = setting(1, "replication factor for topics the worker creates")
+    rules: tuple[str, ...] = setting((), "rule files (TOML), comma-separated; default: the built-in NetSupport rule")
+    max_signals: int = setting(-1, "alerts per rule per window; -1 = the rule's max_signals, 0 = no cap")
+    cap_interval: str = setting("", "length of a cap window, e.g. 5m; default: the rule's interval")
+    prefilter: bool = setting(True, "skip, unparsed, records that cannot match (false: parse and validate all)")
+    max_record_bytes: int = setting(1 << 20, "records larger than this go to the dead-letter topic")
+    deadletter_max_bytes: int = setting(
+        512 * 1024,
+        "largest dead letter (value, key and headers); a longer record is cut to fit, with headers "
+        "detector.truncated, detector.original_size and detector.original_sha256. Lowered at start to what "
+        "the dead-letter topic accepts (its max.message.bytes); at least 4096",
+    )
+    validate_sample_rate: float = setting(
+        0.0005,
+        "share of the records the prefilter skips that are parsed and validated anyway (every 1/rate-th per "
+        "topic), counted in detector_records_validated_total; invalid ones are dead-lettered. Catches a "
+        "misrouted or changed input. 0 = off",
+    )
+    validate_sample_interval: float = setting(
+        1.0,
+        "seconds after which a topic's next skipped record is validated even if the rate has not picked one, "
+        "so slow topics are checked too; 0 = the rate alone",
+    )
+    batch_size: int = setting(2000, "records per consume() batch of the ingest consumer")
+    batch_timeout: float = setting(0.02, "seconds consume() waits to fill a batch (a latency floor at low rates)")
+    session_timeout: float = setting(10.0, "seconds without heartbeat before a worker's partitions move to another")
+    auto_offset_reset: str = setting("earliest", "where a new consumer group starts: earliest or latest")
+    http_host: str = setting("127.0.0.1", "address of the HTTP port (/healthz, /readyz, /metrics); 0.0.0.0 in a pod")
+    http_port: int = setting(8000, "HTTP port serving /healthz, /readyz and /metrics")
+    security_protocol: str = setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    sasl_mechanism: str = setting("PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Event Hubs: PLAIN)")
+    sasl_username: str = setting("", "SASL username (Event Hubs: $ConnectionString)")
+    sasl_password: Secret = setting(  # noqa: RUF009 (a field())
+        factory=Secret, help="SASL password (Event Hubs: the connection string); never shown", secret=True
+    )
+    # Where sasl_password was read from, if from a file (shown, unlike the value).
+    sasl_password_file: str = setting(
+        "", "file holding the SASL password instead (e.g. a mounted Kubernetes Secret); trailing newline ignored"
+    )
+    ssl_cafile: str = setting("", "CA bundle to verify the brokers (default: the system's)")
+    ssl_certfile: str = setting("", "client certificate for mutual TLS")
+    ssl_keyfile: str = setting("", "client private key for mutual TLS")
+    ssl_key_password: Secret = setting(  # noqa: RUF009 (a field())
+        factory=Secret, help="password of an encrypted client private key; never shown", secret=True
+    )
+    ssl_key_password_file: str = setting("", "file holding the client key's password instead; trailing newline ignored")
+    log_level: str = setting("info", "log level: debug, info, warning, error")
 
     def kafka_client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by every confluent-kafka client of the worker.
@@ -221,8 +198,55 @@ class WorkerConfig:
         return conf
 
 
+def _given_form(value: Any) -> Any:
+    """A setting's value as it is given (config file, environment): topics and lists as comma lists."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as the loader and the documentation see it, read from WorkerConfig's field."""
+
+    name: str  # attribute and config-file key; env var is DETECTOR_<NAME upper>
+    default: Any  # in the form it is given in ("" for unset lists and secrets); its type is the value's
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _setting(f: Field[Any]) -> Setting:
+    secret = bool(f.metadata["secret"])
+    default = f.default if f.default_factory is MISSING else f.default_factory()
+    return Setting(f.name, "" if secret else _given_form(default), f.metadata["help"], secret)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(_setting(f) for f in fields(WorkerConfig))
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+INPUT_TOPIC_PREFIX = "telemetry."
+
+
+def input_topic(source: str) -> str:
+    """The input topic named after a source, telemetry.<source>: its topic unless `topics` says otherwise."""
+    return INPUT_TOPIC_PREFIX + source
+
+
+def topic_source(topic: str) -> str | None:
+    """The inverse of input_topic: the known source a topic is named after, or None."""
+    source = topic.removeprefix(INPUT_TOPIC_PREFIX)
+    return source if topic.startswith(INPUT_TOPIC_PREFIX) and source in SOURCES else None
+
+
 def default_topics() -> dict[str, str]:
-    return {f"telemetry.{name}": name for name in SOURCES}
+    return {input_topic(name): name for name in SOURCES}
 
 
 def parse_topics(text: str) -> dict[str, str]:
@@ -235,8 +259,7 @@ def parse_topics(text: str) -> dict[str, str]:
         topic, source = topic.strip(), source.strip()
         if not source:
             # A bare telemetry.<source> topic names its source; any other bare topic is auto-detected.
-            suffix = topic.removeprefix("telemetry.")
-            source = suffix if topic.startswith("telemetry.") and suffix in SOURCES else AUTO
+            source = topic_source(topic) or AUTO
         if source != AUTO and source not in SOURCES:
             raise ConfigError(
                 f"topics: unknown source {source!r} for topic {topic!r}; use one of {', '.join(SOURCES)} or 'auto'"
@@ -307,33 +330,43 @@ def load_config(
     for s in SETTINGS:
         if s.secret:
             values[s.name] = _resolve_secret(s, values[s.name], values.get(f"{s.name}_file", ""))
-    source_maps = tuple(p.strip() for p in str(values["source_maps"]).split(",") if p.strip())
+    values["source_maps"] = _comma_list(values["source_maps"])
     try:
-        add_source_maps(source_maps)  # before the topics, which may name these sources
+        add_source_maps(values["source_maps"])  # before the topics, which may name these sources
     except MappingError as exc:
-        raise ConfigError(f"source_maps ({_BY_NAME['source_maps'].env}): {exc}") from None
-    topics = parse_topics(values["topics"]) if values["topics"] else default_topics()
-    rules = tuple(p.strip() for p in str(values["rules"]).split(",") if p.strip())
-    if values["auto_offset_reset"] not in ("earliest", "latest"):
-        raise ConfigError("auto_offset_reset: expected earliest or latest")
-    if values["security_protocol"] not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-        raise ConfigError("security_protocol: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    if values["sasl_mechanism"] not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-        raise ConfigError("sasl_mechanism: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    if values["batch_size"] < 1:
-        raise ConfigError("batch_size: must be at least 1")
-    if values["deadletter_max_bytes"] < 4096:
-        raise ConfigError("deadletter_max_bytes: must be at least 4096 (room for the dead letter's headers)")
-    if not 0 <= values["validate_sample_rate"] <= 1:
-        raise ConfigError("validate_sample_rate: must be between 0 and 1")
-    if values["validate_sample_interval"] < 0:
-        raise ConfigError("validate_sample_interval: must be 0 or more")
-    known = {f.name for f in fields(WorkerConfig)}
-    values = {k: v for k, v in values.items() if k in known}
-    values["topics"] = topics
-    values["rules"] = rules
-    values["source_maps"] = source_maps
+        raise _error("source_maps", str(exc)) from None
+    values["topics"] = parse_topics(values["topics"]) if values["topics"] else default_topics()
+    values["rules"] = _comma_list(values["rules"])
+    _check(values)
     return WorkerConfig(**values)
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _error(name: str, message: str) -> ConfigError:
+    return ConfigError(f"{name} ({_BY_NAME[name].env}): {message}")
+
+
+def _check(values: Mapping[str, Any]) -> None:
+    """The checks a value's type does not make."""
+    choices = {
+        "auto_offset_reset": ("earliest", "latest"),
+        "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "sasl_mechanism": ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    }
+    for name, allowed in choices.items():
+        if values[name] not in allowed:
+            raise _error(name, f"expected {', '.join(allowed[:-1])} or {allowed[-1]}")
+    if values["batch_size"] < 1:
+        raise _error("batch_size", "must be at least 1")
+    if values["deadletter_max_bytes"] < 4096:
+        raise _error("deadletter_max_bytes", "must be at least 4096 (room for the dead letter's headers)")
+    if not 0 <= values["validate_sample_rate"] <= 1:
+        raise _error("validate_sample_rate", "must be between 0 and 1")
+    if values["validate_sample_interval"] < 0:
+        raise _error("validate_sample_interval", "must be 0 or more")
 
 
 def _toml_error(config_file: str | Path, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
@@ -391,14 +424,14 @@ def effective_settings(cfg: WorkerConfig) -> dict[str, Any]:
 
     Secrets stay Secret objects, which print as '***', so every display built from this redacts them.
     """
-    result: dict[str, Any] = {}
+    return {s.name: _given_form(getattr(cfg, s.name)) for s in SETTINGS}
+
+
+def settings_table() -> str:
+    """The README's settings table (regenerate: python -c 'from detector.stream.config import settings_table as
+    t; print(t())')."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
     for s in SETTINGS:
-        if not hasattr(cfg, s.name):
-            continue
-        value = getattr(cfg, s.name)
-        if isinstance(value, dict):
-            value = ",".join(f"{k}={v}" for k, v in value.items())
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        result[s.name] = value
-    return result
+        default = "—" if s.default == "" else f"`{s.default}`"
+        lines.append(f"| `{s.env}` | {default} | {s.help} |")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from detector.engine import DEFAULT_MAX_RECORD_BYTES
 from detector.inputs import InputError, OnOversized, display_name, iter_records
 from detector.sources import detect_source
-from detector.stream.config import WorkerConfig
+from detector.stream.config import WorkerConfig, input_topic
 
 
 @dataclass
@@ -38,7 +38,7 @@ def _topic_for(data: bytes, source: str | None, topic: str | None) -> tuple[str 
     if topic:
         return topic, ""
     if source:
-        return f"telemetry.{source}", ""
+        return input_topic(source), ""
     try:
         record = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -46,7 +46,7 @@ def _topic_for(data: bytes, source: str | None, topic: str | None) -> tuple[str 
     detected = detect_source(record) if isinstance(record, dict) else None
     if detected is None:
         return None, "no known source detected (give --source or --topic)"
-    return f"telemetry.{detected}", ""
+    return input_topic(detected), ""
 
 
 def _skip_oversized(result: ReplayResult, name: str) -> OnOversized:
