@@ -1,5 +1,5 @@
-"""CrowdStrike FDR categorisation ([tables.categories] of detector/sources/maps/crowdstrike_fdr.toml,
-transcribed from the crowdstrike package's categorize.yml) and the per-category choice of process fields."""
+"""CrowdStrike FDR categorisation ([tables.categories] of detector/sources/maps/crowdstrike_fdr.toml, the
+complete params table of the crowdstrike package's categorize.yml) and the per-category choice of process fields."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ from detector.sources import normalize
 from detector.sources.base import lookup
 from detector.sources.mapping import builtin_mapping
 
+TABLE = builtin_mapping("crowdstrike_fdr").tables["categories"]
+
 # event_simpleName -> (event.category, event.type, event.kind), as the map's table holds them.
 CATEGORIES: dict[str, tuple[list[str], list[str], str]] = {
-    name: (row["category"], row["type"], row["kind"])
-    for name, row in builtin_mapping("crowdstrike_fdr").tables["categories"].items()
+    name: (row["category"], row["type"], row["kind"]) for name, row in TABLE.items()
 }
 
+# categorize.yml @ 0a4de859 has 773 params entries; every one sets category, type and kind, and all but 51 also
+# set outcome (which we do not emit).
+PIPELINE_ROWS = 773
+
 # Written out independently of the transcription: every name categorize.yml (integrations commit
-# 0a4de859b85ee974f5981e41dd745b07c327baa1) maps to a process category with a "start" type.
+# 0a4de859b85ee974f5981e41dd745b07c327baa1, all 773 entries) maps to a process category with a "start" type.
 PROCESS_STARTS = {
     "ActiveDirectoryIncomingPsExecExecution2",
     "ClassifiedProcessStart",
@@ -74,14 +79,25 @@ def one_event(raw: dict[str, Any]) -> dict[str, Any]:
     return events[0]
 
 
+def test_the_table_is_the_whole_pipeline_table() -> None:
+    assert len(TABLE) == PIPELINE_ROWS
+    for name, row in TABLE.items():
+        # The keys a params entry can have; category, type and kind are in every entry at this commit.
+        assert {"category", "type", "kind"} <= set(row) <= {"category", "type", "kind", "outcome"}, name
+    assert sum("outcome" not in row for row in TABLE.values()) == 51
+
+
 @pytest.mark.parametrize("name", sorted(CATEGORIES))
 def test_every_row_sets_category_type_and_kind(name: str) -> None:
+    # The script overwrites event.<key> with each key of the entry (lists copied in order); a name's row
+    # also replaces the ["file"] the *Written set processor wrote first.
     category, types, kind = CATEGORIES[name]
     ev = one_event(record(name))
     assert lookup(ev, "event.category") == list(category)
     assert lookup(ev, "event.type") == list(types)
     assert lookup(ev, "event.kind") == kind
     assert lookup(ev, "event.action") == name
+    assert lookup(ev, "event.outcome") is None  # in the table, not in the subset we emit
 
 
 def test_the_process_start_rows_are_exactly_the_pipelines() -> None:
@@ -100,6 +116,10 @@ def test_the_process_start_rows_are_exactly_the_pipelines() -> None:
         ("NetworkConnectIP4", ["network"], ["start", "connection"], "event"),
         ("ProcessExecOnRDPFile", ["process", "file"], ["start"], "event"),
         ("DriverLoad", ["driver"], ["start"], "event"),
+        # Rows the complete table added (the subset had only process/library/driver/network/file/logon names).
+        ("AwsEc2Instance", ["host", "configuration"], ["info"], "asset"),
+        ("ZipFileWritten", ["file"], ["creation"], "event"),
+        ("SSHClientAuthenticated", ["authentication", "network"], ["start"], "event"),
     ],
 )
 def test_rows_checked_by_hand(name: str, category: list[str], types: list[str], kind: str) -> None:
@@ -113,13 +133,17 @@ def test_rows_checked_by_hand(name: str, category: list[str], types: list[str], 
 
 def test_unlisted_written_names_are_file_events_without_type() -> None:
     # categorize.yml's first processor sets only event.category for any *Written name.
+    assert "SomeFutureFileWritten" not in TABLE
     ev = one_event(record("SomeFutureFileWritten"))
     assert lookup(ev, "event.category") == ["file"]
     assert lookup(ev, "event.type") is None and lookup(ev, "event.kind") is None
 
 
 def test_unknown_names_get_no_category() -> None:
-    ev = one_event(record("AwsEc2Instance"))
+    # Every name the pipeline knows has a row now (AwsEc2Instance, once the example here, is host/configuration
+    # info, kind asset), so the example is a name no categorize.yml lists.
+    assert "SomeFutureTelemetryEvent" not in TABLE
+    ev = one_event(record("SomeFutureTelemetryEvent"))
     assert lookup(ev, "event.category") is None and lookup(ev, "event.type") is None
     # Not a library or driver event, so ImageFileName is still the process (as the pipeline does).
     assert lookup(ev, "process.executable") == USER_EXE
