@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from detector.rules.model import load_rules
 from detector.stream import cap
-
-RULE = load_rules()[0]
 
 
 def test_first_cap_alerts_publish_then_suppress() -> None:
@@ -53,17 +50,3 @@ def test_tick_summarises_once_after_window_end() -> None:
 def test_window_without_suppression_needs_no_summary() -> None:
     state = cap.on_alert(None, 0.0, cap=5, interval=10).state
     assert cap.on_tick(state, 100.0, 10) is None
-
-
-def test_suppression_record_is_deterministic_and_complete() -> None:
-    state = None
-    for i in range(4):
-        state = cap.on_alert(state, 1000.0 + i, cap=1, interval=300).state
-    assert state is not None
-    a = cap.suppression_record(RULE, state, 1, 300, 2000.0)
-    b = cap.suppression_record(RULE, state, 1, 300, 2100.0)
-    assert a["kibana.alert.uuid"] == b["kibana.alert.uuid"]
-    s = a["detector.suppression"]
-    assert (s["alerts_emitted"], s["alerts_suppressed"], s["max_signals"]) == (1, 3, 1)
-    assert s["window_start"] == "1970-01-01T00:16:40.000Z" and s["window_end"] == "1970-01-01T00:21:40.000Z"
-    assert a["kibana.alert.rule.rule_id"] == RULE.rule_id and a["detector.record_type"] == "suppression"

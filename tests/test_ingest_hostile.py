@@ -196,7 +196,7 @@ def make_loop(
         validate_sample_rate=validate_sample_rate,
         validate_sample_interval=validate_sample_interval,
     )
-    return IngestLoop(cfg, Engine(RULES, use_prefilter=prefilter), list(RULES), Metrics(), lambda exc: None, False)
+    return IngestLoop(cfg, Engine(RULES, use_prefilter=prefilter), Metrics(), lambda exc: None)
 
 
 def run_batches(loop: IngestLoop, producer: FakeProducer, batches: Iterable[list[FakeMessage]]) -> FakeConsumer:

@@ -5,8 +5,9 @@ Shape (why: see detector/stream/ingest.py and the README's "Design"):
   telemetry.<source> --(IngestLoop: batched confluent-kafka consumer, prefilter, normalise, evaluate)-->
       detections.deadletter   rejected records, original bytes + reason headers
       detections.matches      rule matches, keyed by rule id (internal)
-  detections.matches --(Faust agent `publish_alerts`, cap state in Faust table `alert-windows`)-->
+  detections.matches --(Faust agent `publish_alerts`: publish.handle_match, cap state in Faust table `alert-windows`)-->
       detections.alerts       alerts keyed by host, and one suppression record per capped window
+  timer `tick_cap_windows` --(a tick per capped rule a second, on that rule's matches partition)--> detections.matches
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import ssl
 import time
 import traceback
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,11 +27,10 @@ import faust
 import orjson
 from mode import Service
 
-from detector.alerts.builder import alert_key
 from detector.engine import Engine
 from detector.metrics import CONTENT_TYPE, Metrics
 from detector.rules.model import Rule, duration_seconds
-from detector.stream import cap
+from detector.stream import publish
 from detector.stream.config import WorkerConfig
 from detector.stream.ingest import IngestLoop
 
@@ -159,11 +160,27 @@ def cap_for(rule: Rule, cfg: WorkerConfig) -> tuple[int, float]:
     return limit, float(interval)
 
 
+def _observe(
+    metrics: Metrics, message: publish.Message, outputs: list[publish.Output], caps: Mapping[str, publish.Capped]
+) -> None:
+    if publish.suppressed(message, outputs, caps):
+        metrics.alerts_suppressed.labels(message.rule_id).inc()
+        return
+    done = time.time()
+    for out in outputs:
+        if out.kind != "alert":
+            continue
+        metrics.alerts_emitted.labels(message.rule_id).inc()
+        consumed_at = done if message.consumed_at is None else message.consumed_at
+        metrics.processing_latency.observe(max(done - consumed_at, 0.0))
+        original = _epoch(out.record.get("kibana.alert.original_time"))
+        if original is not None:
+            metrics.event_delay.observe(max(done - original, 0.0))
+
+
 def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.App:
     engine = Engine(rules, use_prefilter=cfg.prefilter, max_record_bytes=cfg.max_record_bytes)
-    rules_by_id = {r.rule_id: r for r in rules}
-    caps = {r.rule_id: cap_for(r, cfg) for r in rules}
-    cap_enabled = any(limit > 0 for limit, _ in caps.values())
+    caps = {r.rule_id: publish.Capped(r, *cap_for(r, cfg)) for r in rules}
     metrics.set_rules(rules)
     _use_prompt_consumer()
 
@@ -197,51 +214,38 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     windows = app.Table(TABLE_NAME, default=None, partitions=cfg.topic_partitions, key_type=str)
     state: dict[str, Any] = {"agent_started": False}
 
-    async def publish(record: dict[str, Any], key: str) -> None:
-        fut = await alerts.send(key=key.encode(), value=orjson.dumps(record))
-        await fut  # at-least-once: the match's offset is acked only after the broker has the alert
-
-    async def publish_summary(rule: Rule, window: cap.State) -> None:
-        limit, interval = caps[rule.rule_id]
-        record = cap.suppression_record(rule, window, limit, interval, time.time())
-        await publish(record, f"suppression:{rule.rule_id}")
-
     @app.agent(matches, name="publish_alerts", concurrency=1)
     async def publish_alerts(stream: Any) -> None:
         state["agent_started"] = True
         async for value in stream:
-            try:
-                msg = orjson.loads(value)
-                rule = rules_by_id.get(msg.get("rule_id") or msg["alert"]["kibana.alert.rule.rule_id"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+            message = publish.decode(value)
+            if message is None:
                 log.error("ignoring a malformed message on %s", cfg.matches_topic)
                 continue
-            if rule is None:
-                continue  # a match from a worker with other rules loaded: not ours to publish
-            limit, interval = caps[rule.rule_id]
-            now = time.time()
-            if msg["type"] == "tick":
-                tick = cap.on_tick(windows.get(rule.rule_id), now, interval)
-                if tick is not None and tick.summary_of is not None:
-                    await publish_summary(rule, tick.summary_of)
-                    windows[rule.rule_id] = tick.state
-                continue
-            alert = msg["alert"]
-            decision = cap.on_alert(windows.get(rule.rule_id), now, limit, interval) if limit else None
-            if decision is not None and decision.summary_of is not None:
-                await publish_summary(rule, decision.summary_of)
-            if decision is None or decision.publish:
-                await publish(alert, alert_key(alert))
-                done = time.time()
-                metrics.alerts_emitted.labels(rule.rule_id).inc()
-                metrics.processing_latency.observe(max(done - float(msg.get("consumed_at", done)), 0.0))
-                original = _epoch(alert.get("kibana.alert.original_time"))
-                if original is not None:
-                    metrics.event_delay.observe(max(done - original, 0.0))
-            else:
-                metrics.alerts_suppressed.labels(rule.rule_id).inc()
-            if decision is not None:
-                windows[rule.rule_id] = decision.state
+            window = windows.get(message.rule_id)
+            new_window, outputs = publish.handle_match(window, message, time.time(), caps)
+            for out in outputs:
+                # at-least-once: the message's offset is acked only after the broker has what it produced
+                await (await alerts.send(key=out.key.encode(), value=orjson.dumps(out.record)))
+            if new_window is not window:
+                windows[message.rule_id] = new_window
+            _observe(metrics, message, outputs, caps)
+
+    capped = [rule_id for rule_id, c in caps.items() if c.limit > 0]
+    if capped:
+
+        @app.timer(interval=publish.TICK_EVERY_S)  # type: ignore[untyped-decorator]
+        async def tick_cap_windows() -> None:
+            # Through the matches topic, not straight at the table: see publish.py and the README's "Design".
+            partitions = app.consumer.topic_partitions(cfg.matches_topic)
+            if not partitions:
+                return  # the agents' consumer has not read the topic's metadata yet
+            for rule_id in capped:
+                await matches.send(
+                    key=rule_id.encode(),
+                    value=publish.tick_message(rule_id),
+                    partition=publish.match_partition(rule_id, partitions),
+                )
 
     def on_fatal(exc: BaseException) -> None:
         # The ingest thread cannot go on (e.g. the broker refused what a batch produced). Its offsets
@@ -250,7 +254,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
         logging.shutdown()
         os._exit(70)
 
-    ingest = IngestLoop(cfg, engine, rules, metrics, on_fatal, cap_enabled)
+    ingest = IngestLoop(cfg, engine, metrics, on_fatal)
 
     @app.service
     class IngestService(Service):

@@ -2,19 +2,15 @@
 
 A window opens with the first alert of a rule and lasts the rule's interval. Within it the first
 `cap` alerts are published; later ones are counted as suppressed. Once the window has ended, one
-suppression record summarises what was held back. The state is a small dict, kept by the worker in a
-Faust table keyed by rule id, so it survives restarts; these functions are pure so they can be tested
-without Kafka.
+suppression record (detector/alerts/suppression.py) summarises what was held back. The state is a small
+dict, kept by the worker in a Faust table keyed by rule id, so it survives restarts; these functions are
+pure so they can be tested without Kafka (detector/stream/publish.py puts them to use).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-
-from detector.rules.model import Rule
 
 State = dict[str, Any]  # {"start": epoch s, "count": int, "suppressed": int, "summarised": bool, ...}
 
@@ -24,10 +20,6 @@ class Decision:
     publish: bool  # publish this alert
     state: State  # the new state to store
     summary_of: State | None = None  # an ended window that needs its suppression record now
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _new_window(now: float) -> State:
@@ -58,33 +50,3 @@ def on_tick(state: State | None, now: float, interval: float) -> Decision | None
     new_state = dict(state)
     new_state["summarised"] = True
     return Decision(False, new_state, dict(state))
-
-
-def suppression_record(rule: Rule, window: State, cap: int, interval: float, now: float) -> dict[str, Any]:
-    """One record per window on the alerts topic saying how many alerts the cap held back."""
-    start = float(window["start"])
-    key = f"{rule.rule_id}\x1f{rule.version}\x1fsuppression\x1f{start!r}"
-    return {
-        "@timestamp": _iso(now),
-        "event": {"kind": "signal", "action": "alerts-suppressed", "category": ["threat"], "type": ["info"]},
-        "detector.record_type": "suppression",
-        "kibana.alert.uuid": hashlib.sha256(key.encode()).hexdigest(),
-        "kibana.alert.rule.rule_id": rule.rule_id,
-        "kibana.alert.rule.uuid": rule.rule_id,
-        "kibana.alert.rule.name": rule.name,
-        "kibana.alert.rule.version": rule.version,
-        "kibana.alert.severity": rule.severity,
-        "kibana.alert.reason": (
-            f"{window['suppressed']} alerts of rule {rule.name} were suppressed: the cap of {cap} alerts per "
-            f"{interval:g} s window was reached."
-        ),
-        "detector.suppression": {
-            "window_start": _iso(start),
-            "window_end": _iso(start + interval),
-            "max_signals": cap,
-            "alerts_emitted": window["count"],
-            "alerts_suppressed": window["suppressed"],
-            "first_suppressed": _iso(float(window.get("first_suppressed", start))),
-            "last_suppressed": _iso(float(window.get("last_suppressed", start))),
-        },
-    }

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 # ConfigResource and ResourceType are documented in confluent_kafka.admin but not marked as re-exported there.
@@ -42,8 +41,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # t
 from detector.alerts.builder import attach_origin
 from detector.engine import Engine
 from detector.metrics import Metrics
-from detector.rules.model import Rule
 from detector.stream.config import AUTO, WorkerConfig
+from detector.stream.publish import match_message
 
 log = logging.getLogger("detector.ingest")
 
@@ -57,7 +56,6 @@ _REBALANCE_COMMIT_ERRORS = frozenset(
         KafkaError.STALE_MEMBER_EPOCH,
     }
 )
-TICK_EVERY_S = 1.0
 
 # A topic's max.message.bytes bounds a whole record batch: Kafka's v2 batch header is 61 bytes and one
 # record's own varints (length, attributes, timestamp and offset deltas, key and value lengths, header
@@ -83,14 +81,6 @@ Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce accepts
 
 class DeliveryError(RuntimeError):
     """The broker did not acknowledge what a batch produced: its offsets must not be committed."""
-
-
-def match_message(alert: dict[str, Any], consumed_at: float) -> bytes:
-    return orjson.dumps({"type": "match", "consumed_at": consumed_at, "alert": alert})
-
-
-def tick_message(rule_id: str) -> bytes:
-    return orjson.dumps({"type": "tick", "rule_id": rule_id})
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,18 +196,14 @@ class IngestLoop(threading.Thread):
         self,
         cfg: WorkerConfig,
         engine: Engine,
-        rules: list[Rule],
         metrics: Metrics,
         on_fatal: Callable[[BaseException], None],
-        cap_enabled: bool,
     ) -> None:
         super().__init__(name="detector-ingest", daemon=True)
         self.cfg = cfg
         self.engine = engine
-        self.rules = rules
         self.metrics = metrics
         self.on_fatal = on_fatal
-        self.cap_enabled = cap_enabled
         self._stop_event = threading.Event()
         self.assigned = threading.Event()  # joined the group at least once: used by /readyz
         self.running = False
@@ -302,23 +288,19 @@ class IngestLoop(threading.Thread):
                 # No compression: the Faust side (aiokafka) reads the matches topic and lz4/zstd would
                 # need extra libraries there; matches and dead letters are rare anyway.
                 "linger.ms": 2,
+                # librdkafka's default, said here because the Faust app's timer sends each rule's cap ticks to
+                # the partition this gives the rule's matches (detector/stream/publish.py, match_partition).
+                "partitioner": "consistent_random",
                 **producer_limits(self.deadletter_limit, topic_max),
             }
         )
         consumer.subscribe(list(self.cfg.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.running = True
-        last_lag = last_tick = 0.0
+        last_lag = 0.0
         try:
             while not self._stop_event.is_set():
                 batch = consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.batch_timeout)
                 now = time.monotonic()
-                if self.cap_enabled and now - last_tick >= TICK_EVERY_S:
-                    for rule in self.rules:
-                        self._produce(
-                            producer, self.cfg.matches_topic, tick_message(rule.rule_id), rule.rule_id.encode()
-                        )
-                    producer.poll(0)
-                    last_tick = now
                 if batch:
                     self._process_batch(consumer, producer, batch)
                 if now - last_lag >= LAG_EVERY_S:
