@@ -25,8 +25,8 @@ test-kafka: $(STAMP)
 	$(BIN)/python -m pytest -q -m kafka
 
 lint: $(STAMP)
-	$(BIN)/ruff check detector tests bench
-	$(BIN)/ruff format --check detector tests bench
+	$(BIN)/ruff check detector tools tests bench
+	$(BIN)/ruff format --check detector tools tests bench
 	$(BIN)/mypy
 
 ## Scan the bundled sample corpus that mixes all eight sources.
@@ -40,7 +40,7 @@ kafka-down:
 	deploy/kafka/kafka.sh down
 
 demo: $(STAMP)
-	$(BIN)/python -m detector.demo
+	$(BIN)/python -m tools.demo
 
 ## Benchmarks print figures (they are scripts, not tests). The stream ones need `make kafka-up`.
 bench: $(STAMP)

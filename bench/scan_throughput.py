@@ -33,7 +33,7 @@ from detector.engine import Engine
 from detector.inputs import iter_records
 from detector.rules.model import load_rules
 from detector.sources import normalize
-from detector.synth import generate
+from tools.synth import generate
 
 
 def best(repeat: int, fn: Callable[[], Any]) -> float:

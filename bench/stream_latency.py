@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench._kafka import require_broker, start_worker
 from detector.sources import SOURCES
-from detector.synth import generate
+from tools.synth import generate
 
 
 def main() -> None:

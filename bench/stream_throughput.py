@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench._kafka import cpu_seconds, metric_sum, require_broker, start_worker
 from detector.sources import SOURCES
-from detector.synth import generate
+from tools.synth import generate
 
 
 def preload(bootstrap: str, prefix: str, n: int, seed: int) -> dict[str, int]:

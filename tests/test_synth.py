@@ -15,7 +15,7 @@ import pytest
 from detector.engine import Engine
 from detector.rules.model import load_rules
 from detector.sources import detect_source
-from detector.synth import (
+from tools.synth import (
     SOURCE_NAMES,
     generate,
     generate_exact,

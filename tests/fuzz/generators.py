@@ -1,6 +1,6 @@
 """Hostile records from a `random.Random`: mutated synth records, byte-level damage, random JSON.
 
-The mutations start from realistic records of every source (detector.synth), mostly positives, so a
+The mutations start from realistic records of every source (tools.synth), mostly positives, so a
 hostile value lands in a record that is still detected, normalised and often still matches: that is
 what reaches alert building and serialisation, where a plain random document never gets.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from detector import synth
 from tests.fuzz.jsonenc import BOM, Lit, Pairs, encode, escaped_string
+from tools import synth
 
 __all__ = [
     "GENERATORS",

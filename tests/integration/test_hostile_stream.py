@@ -15,7 +15,6 @@ from confluent_kafka.cimpl import NewTopic
 
 from detector.engine import Engine
 from detector.rules.model import load_rules
-from detector.synth import generate
 from tests.integration.harness import (
     Namespace,
     Reader,
@@ -26,6 +25,7 @@ from tests.integration.harness import (
     end_offsets,
 )
 from tests.integration.test_worker import create_large_message_topics, produce_large
+from tools.synth import generate
 
 pytestmark = pytest.mark.kafka
 

@@ -18,7 +18,6 @@ from confluent_kafka.cimpl import NewTopic
 from detector.engine import Engine
 from detector.rules.model import load_rules
 from detector.sources import SOURCES
-from detector.synth import generate
 from tests.integration.harness import (
     Namespace,
     Reader,
@@ -30,6 +29,7 @@ from tests.integration.harness import (
     produce,
     suppressions,
 )
+from tools.synth import generate
 
 pytestmark = pytest.mark.kafka
 

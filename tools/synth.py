@@ -7,14 +7,14 @@ values are our own; only the SHAPES and SIZES follow the vendors' real records (
 
 Regenerate the bundled samples (deterministic; gzipped because realistic records are 1.5-5 KB each):
 
-    python -m detector.synth --count 2000 --seed 7 --netsupport-rate 0.01 --malformed-rate 0.005 \
+    python -m tools.synth --count 2000 --seed 7 --netsupport-rate 0.01 --malformed-rate 0.005 \
         --out samples/corpus.ndjson.gz
-    python -m detector.synth --demo samples/demo
+    python -m tools.synth --demo samples/demo
 
 Other uses:
 
-    python -m detector.synth --count 100000 --seed 1 --out mix.ndjson --manifest mix.manifest.json
-    python -m detector.synth --count 5000 --seed 3 --netsupport-rate 0.02 --split-dir /tmp/by-source
+    python -m tools.synth --count 100000 --seed 1 --out mix.ndjson --manifest mix.manifest.json
+    python -m tools.synth --count 5000 --seed 3 --netsupport-rate 0.02 --split-dir /tmp/by-source
 """
 
 from __future__ import annotations
@@ -1424,7 +1424,7 @@ def _close_out(out: IO[bytes]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m detector.synth",
+        prog="python -m tools.synth",
         description="Generate synthetic raw telemetry (NDJSON, one record per line) for the eight sources, with "
         "NetSupport positives, near-misses and malformed records in chosen proportions. Deterministic for a seed. "
         "Output files ending in .gz are gzipped reproducibly.",

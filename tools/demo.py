@@ -1,6 +1,10 @@
 """`make demo`: broker, topics, a worker, the bundled demo corpus replayed, alerts printed as they arrive.
 
-Everything it starts it stops on Ctrl-C (the broker only if the demo started it).
+Everything it starts it stops on Ctrl-C (or SIGTERM, SIGHUP), in order: its own Kafka clients first (the
+alerts consumer is closed, the worker is sent SIGTERM and waited for), the broker last and only if the demo
+started it, so that no client is left retrying a broker that is gone (librdkafka would print a burst of
+"Connection refused" lines). The worker runs in its own process group: the terminal's Ctrl-C reaches the
+demo alone, and the worker gets one SIGTERM, its documented stop.
 """
 
 from __future__ import annotations
@@ -71,11 +75,21 @@ def main() -> int:
     host, _, port = cfg.bootstrap_servers.split(",")[0].rpartition(":")
     started_broker = False
     worker: subprocess.Popen[bytes] | None = None
+    alerts: Consumer | None = None
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         if not _port_open(host, int(port)):
             _say(f"starting the Kafka broker on {cfg.bootstrap_servers} (first run resolves its jars with Maven)")
-            subprocess.run([str(KAFKA_SH), "up"], check=True)
-            started_broker = True
+            up = subprocess.Popen([str(KAFKA_SH), "up"], stdout=subprocess.PIPE, text=True)
+            assert up.stdout is not None
+            for line in up.stdout:
+                print(line, end="", flush=True)
+                # Ours only if this very `up` launched it: a broker someone else started meanwhile (say a
+                # test session on the same port) is reused by kafka.sh and must not be stopped by the demo.
+                started_broker = started_broker or line.startswith("kafka: starting Apache Kafka")
+            if up.wait() != 0:
+                raise SystemExit(f"{KAFKA_SH.relative_to(REPO)} up failed (status {up.returncode})")
         else:
             _say(f"using the Kafka broker already running on {cfg.bootstrap_servers}")
         created = ensure_topics(cfg, worker_topics(cfg, include_inputs=True))
@@ -86,7 +100,11 @@ def main() -> int:
         env = {**os.environ, "DETECTOR_HTTP_PORT": str(HTTP_PORT), "DETECTOR_AUTO_OFFSET_RESET": "latest"}
         with log_path.open("ab") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "detector.cli.main", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "detector.cli.main", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,  # Ctrl-C is for the demo; the worker is stopped by it, in order
             )
         _wait_ready(worker, log_path)
         alerts = Consumer(
@@ -127,15 +145,30 @@ def main() -> int:
         _say("stopping")
         return 0
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            _say("worker stopped")
-        if started_broker:
-            subprocess.run([str(KAFKA_SH), "down"], check=False)
+        # A second Ctrl-C must not cut the shutdown short and leave a worker or the broker behind; every
+        # step below is bounded (consumer close, the worker's 60 s, kafka.sh's 30 s).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop(alerts, worker, started_broker)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(alerts: Consumer | None, worker: subprocess.Popen[bytes] | None, started_broker: bool) -> None:
+    """Our clients first, while the broker still answers; the broker last (only one the demo started)."""
+    if alerts is not None:
+        alerts.close()  # leaves the group and stops librdkafka's threads: nothing left to reconnect
+    if worker is not None and worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        _say("worker stopped")
+    if started_broker:
+        subprocess.run([str(KAFKA_SH), "down"], check=False)
 
 
 def _wait_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
