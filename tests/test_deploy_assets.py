@@ -247,7 +247,8 @@ def test_env_settings_exist() -> None:
     """Every DETECTOR_* variable set in deploy/ is a setting the worker reads; the pods get both sources."""
     # Read from the source, like the metric names: these checks need no importable worker.
     source = (REPO / "detector" / "stream" / "config.py").read_text()
-    envs = {"DETECTOR_" + name.upper() for name in re.findall(r"\bSetting\(\s*\"(\w+)\"", source)}
+    # Each setting is a WorkerConfig field declared as `name: type = setting(...)`.
+    envs = {"DETECTOR_" + name.upper() for name in re.findall(r"^    (\w+): [^=\n]+= setting\(", source, re.M)}
     assert "DETECTOR_BOOTSTRAP_SERVERS" in envs
     configmap = _load(K8S / "configmap.yaml")
     secret = _load(K8S / "secret.example.yaml")
