@@ -252,8 +252,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|z|[+-]\d{2}:?\d{2})?")
 
 
-
-
 def iso_to_ms(value: Any, field: str) -> str | None:
     """An ISO-8601 time (any sub-second precision, `T` or space, zone or none = UTC) as UTC with
     milliseconds. Extra digits are truncated, as Elasticsearch's millisecond `date` type does."""
