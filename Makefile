@@ -4,15 +4,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream bench-adversarial fuzz clean
+.PHONY: lock install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream bench-adversarial fuzz clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Dependencies come from the lock file, checked against its hashes; the project itself is installed on top.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(STAMP)
+
+## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml (needs PyPI).
+lock:
+	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install -q pip-tools
+	$(VENV)-lock/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-find-links -o requirements.lock pyproject.toml
+	$(VENV)-lock/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --extra dev -o requirements-dev.lock pyproject.toml
+	rm -rf $(VENV)-lock
 
 ## The whole suite; tests that need Kafka start the broker themselves (deploy/kafka/kafka.sh).
 test: $(STAMP)
