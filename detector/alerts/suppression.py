@@ -7,17 +7,12 @@ Elastic keeps at most `max_signals` alerts per rule execution; the worker keeps 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Any
 
 from detector.rules.model import Rule
+from detector.times import epoch_to_iso
 
 RECORD_TYPE = "suppression"
-
-
-def iso(ts: float) -> str:
-    """Epoch seconds as an ISO-8601 UTC timestamp with milliseconds, as alerts carry them."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def suppression_uuid(rule: Rule, window_start: float) -> str:
@@ -45,7 +40,7 @@ def suppression_record(
 ) -> dict[str, Any]:
     """The record saying that `suppressed` alerts of `rule` were held back in the window from `window_start`."""
     return {
-        "@timestamp": iso(now),
+        "@timestamp": epoch_to_iso(now),
         "event": {"kind": "signal", "action": "alerts-suppressed", "category": ["threat"], "type": ["info"]},
         "detector.record_type": RECORD_TYPE,
         "kibana.alert.uuid": suppression_uuid(rule, window_start),
@@ -59,12 +54,12 @@ def suppression_record(
             f"{interval:g} s window was reached."
         ),
         "detector.suppression": {
-            "window_start": iso(window_start),
-            "window_end": iso(window_start + interval),
+            "window_start": epoch_to_iso(window_start),
+            "window_end": epoch_to_iso(window_start + interval),
             "max_signals": cap,
             "alerts_emitted": emitted,
             "alerts_suppressed": suppressed,
-            "first_suppressed": iso(first_suppressed),
-            "last_suppressed": iso(last_suppressed),
+            "first_suppressed": epoch_to_iso(first_suppressed),
+            "last_suppressed": epoch_to_iso(last_suppressed),
         },
     }

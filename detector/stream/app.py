@@ -19,7 +19,6 @@ import ssl
 import time
 import traceback
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import aiokafka
@@ -33,6 +32,7 @@ from detector.rules.model import Rule, duration_seconds
 from detector.stream import publish
 from detector.stream.config import WorkerConfig
 from detector.stream.ingest import IngestLoop
+from detector.times import iso_to_epoch
 
 log = logging.getLogger("detector.worker")
 
@@ -145,15 +145,6 @@ def install_log_redaction(cfg: WorkerConfig) -> None:
     logging.setLogRecordFactory(factory)
 
 
-def _epoch(ts: Any) -> float | None:
-    if not isinstance(ts, str):
-        return None
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def cap_for(rule: Rule, cfg: WorkerConfig) -> tuple[int, float]:
     limit = rule.max_signals if cfg.max_signals < 0 else cfg.max_signals
     interval = duration_seconds(cfg.cap_interval) if cfg.cap_interval else rule.interval_seconds
@@ -173,7 +164,7 @@ def _observe(
         metrics.alerts_emitted.labels(message.rule_id).inc()
         consumed_at = done if message.consumed_at is None else message.consumed_at
         metrics.processing_latency.observe(max(done - consumed_at, 0.0))
-        original = _epoch(out.record.get("kibana.alert.original_time"))
+        original = iso_to_epoch(out.record.get("kibana.alert.original_time"))
         if original is not None:
             metrics.event_delay.observe(max(done - original, 0.0))
 
