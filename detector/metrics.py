@@ -101,6 +101,17 @@ class Metrics:
             "Batch commits refused because the partitions moved in a rebalance (the batch is re-read)",
             registry=r,
         )
+        self.ingest_paused = Gauge(
+            "detector_ingest_paused",
+            "1 while the ingest consumer is paused because what it produced is not acknowledged (backpressure)",
+            registry=r,
+        )
+        self.backpressure = Counter(
+            "detector_backpressure_seconds",
+            "Seconds a stage spent blocked on unacknowledged output: ingest (consumer paused), publish (agent)",
+            ["stage"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "detector_build_info",
             "Version and loaded rules (value 1 per loaded rule)",

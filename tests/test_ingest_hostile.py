@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.engine import Engine
 from detector.metrics import Metrics
@@ -40,6 +40,7 @@ from detector.stream.ingest import (
     deadletter_limit,
     deadletter_message,
     producer_limits,
+    producer_queue_limits,
     sample_every,
 )
 
@@ -105,6 +106,25 @@ class Sent:
         return self.v
 
 
+class Report:
+    """A delivery report's message, as librdkafka gives it (what the loop produces again if refused)."""
+
+    def __init__(self, sent: Sent) -> None:
+        self.sent = sent
+
+    def topic(self) -> str:
+        return self.sent.t
+
+    def value(self) -> bytes:
+        return self.sent.v
+
+    def key(self) -> bytes | None:
+        return self.sent.key
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return list(self.sent.headers.items()) or None
+
+
 class FakeProducer:
     """Refuses like librdkafka and the broker: over message.max.bytes at produce(); at delivery, a whole record
     batch (messages to one topic, added while under batch.size, the first regardless) over the topic's limit."""
@@ -115,6 +135,7 @@ class FakeProducer:
         topic_limits: dict[str, int] | None = None,
         queue_full: int = 0,
         fail_delivery: KafkaError | None = None,
+        fail_times: int = 10**9,
         batch_size: int = PRODUCER_MESSAGE_MAX_BYTES,
     ) -> None:
         self.message_max_bytes = message_max_bytes
@@ -122,6 +143,7 @@ class FakeProducer:
         self.topic_limits = topic_limits or {}
         self.queue_full = queue_full  # the next n produce() calls raise BufferError
         self.fail_delivery = fail_delivery
+        self.fail_times = fail_times  # deliveries refused with fail_delivery, then all accepted
         self.pending: list[tuple[Sent, Callable[[KafkaError | None, Any], None] | None]] = []
         self.delivered: list[Sent] = []
         self.refused: list[Sent] = []
@@ -159,13 +181,15 @@ class FakeProducer:
                 batches.append([item])
         for batch in batches:
             framed = sum(s.size() for s, _ in batch) + RECORD_FRAMING // 4
-            err = self.fail_delivery
+            err = self.fail_delivery if self.fail_times > 0 else None
+            if err is not None:
+                self.fail_times -= 1
             if err is None and framed > self.topic_limits.get(batch[0][0].t, 1 << 62):
                 err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
             for sent, callback in batch:
                 (self.refused if err else self.delivered).append(sent)
                 if callback is not None:
-                    callback(err, sent)
+                    callback(err, Report(sent))
         return 0
 
     def on(self, topic: str) -> list[Sent]:
@@ -175,6 +199,22 @@ class FakeProducer:
 class FakeConsumer:
     def __init__(self) -> None:
         self.commits: list[dict[tuple[str, int], int]] = []
+        self.paused: set[tuple[str, int]] = set()
+        self.polls_paused = 0
+        self.resumed = 0
+
+    def assignment(self) -> list[Any]:
+        return [TopicPartition(CS_TOPIC, 0)]
+
+    def pause(self, partitions: list[Any]) -> None:
+        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def resume(self, partitions: list[Any]) -> None:
+        self.resumed += 1
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.polls_paused += 1  # only called by the loop while it waits for the broker
+        return []
 
     def commit(self, offsets: list[Any], asynchronous: bool) -> None:
         self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
@@ -319,19 +359,22 @@ def test_a_full_local_queue_is_waited_out_not_fatal() -> None:
     assert len(producer.on(DL_TOPIC)) == 1 and len(producer.on(MATCHES_TOPIC)) == 1
 
 
-def test_a_queue_that_stays_full_fails_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("detector.stream.ingest.QUEUE_FULL_WAIT_S", 0.05)
+def test_a_queue_that_stays_full_pauses_the_consumer_which_keeps_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("detector.stream.ingest.PAUSE_AFTER_S", 0.05)
 
     def slow_poll(self: FakeProducer, timeout: float = 0) -> int:
-        time.sleep(0.02)
+        time.sleep(0.01)
         return 0
 
     monkeypatch.setattr(FakeProducer, "poll", slow_poll)
     loop = make_loop()
     consumer = FakeConsumer()
-    with pytest.raises(DeliveryError, match="queue stayed full"):
-        loop._process_batch(consumer, FakeProducer(queue_full=10**9), messages(CS_TOPIC, [b"not json"]))  # type: ignore[arg-type]
-    assert consumer.commits == []  # nothing committed: the batch is re-read
+    producer = FakeProducer(queue_full=30)  # ~0.3 s of a full queue: no deadline, no failure
+    loop._process_batch(consumer, producer, messages(CS_TOPIC, [b"not json"]))  # type: ignore[arg-type]
+    assert consumer.polls_paused > 0 and consumer.resumed == 1  # kept polling (stays in the group), then resumed
+    assert len(producer.on(DL_TOPIC)) == 1 and consumer.commits == [{(CS_TOPIC, 0): 1}]
+    assert metric(loop, "detector_ingest_paused") == 0
+    assert metric(loop, "detector_backpressure_seconds_total", stage="ingest") > 0
 
 
 def test_a_dead_letter_the_producer_refuses_as_too_large_is_cut_further() -> None:
@@ -383,13 +426,36 @@ def test_with_the_topic_limit_known_no_batch_of_dead_letters_exceeds_it() -> Non
     assert [d.v for d in producer.on(DL_TOPIC)][:5] == bad[:5]
 
 
-def test_other_delivery_failures_still_stop_the_commit() -> None:
+def test_refused_deliveries_are_produced_again_until_acknowledged_then_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("detector.stream.ingest.RETRY_BACKOFF_S", 0.01)
     loop = make_loop()
     consumer = FakeConsumer()
-    producer = FakeProducer(fail_delivery=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    producer = FakeProducer(fail_delivery=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), fail_times=4)
+    batch = messages(CS_TOPIC, [b"not json", positive("crowdstrike_fdr")])
+    loop._process_batch(consumer, producer, batch)  # type: ignore[arg-type]
+    assert len(producer.refused) == 4  # two rounds of two, each round paused and then produced again
+    (dead,) = producer.on(DL_TOPIC)
+    assert dead.v == b"not json" and dead.headers["detector.reason"] == b"not_json"  # headers kept on the resend
+    assert len(producer.on(MATCHES_TOPIC)) == 1
+    assert consumer.commits == [{(CS_TOPIC, 0): 2}] and consumer.resumed == 1 and not loop.paused
+
+
+def test_a_fatal_producer_error_still_stops_the_commit() -> None:
+    loop = make_loop()
+    consumer = FakeConsumer()
+    fatal = KafkaError(KafkaError._FENCED, fatal=True)
+    producer = FakeProducer(fail_delivery=fatal)
     with pytest.raises(DeliveryError):
         loop._process_batch(consumer, producer, messages(CS_TOPIC, [b"not json"]))  # type: ignore[arg-type]
     assert consumer.commits == []
+
+
+def test_the_producer_queue_and_topic_creation_are_bounded() -> None:
+    limits = producer_queue_limits(PRODUCER_MESSAGE_MAX_BYTES)
+    assert limits["queue.buffering.max.kbytes"] == 64 * 1024 and limits["queue.buffering.max.messages"] == 100_000
+    assert producer_queue_limits(100 << 20)["queue.buffering.max.kbytes"] * 1024 >= 100 << 20  # one still fits
 
 
 def test_a_match_too_large_to_publish_is_dead_lettered_with_its_reason() -> None:

@@ -37,6 +37,8 @@ from detector.times import iso_to_epoch
 log = logging.getLogger("detector.worker")
 
 TABLE_NAME = "alert-windows"
+SEND_RETRY_S = 0.5  # first wait before sending a refused alert again, doubling up to SEND_RETRY_MAX_S
+SEND_RETRY_MAX_S = 5.0
 FETCH_MAX_WAIT_MS = 50
 
 
@@ -203,7 +205,34 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     )
     alerts = app.topic(cfg.alerts_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     windows = app.Table(TABLE_NAME, default=None, partitions=cfg.topic_partitions, key_type=str)
-    state: dict[str, Any] = {"agent_started": False}
+    state: dict[str, Any] = {"agent_started": False, "publish_blocked": False}
+
+    async def send_alert(key: bytes, value: bytes) -> None:
+        """Send and await the broker's acknowledgement, retrying until it comes (backpressure on the agent).
+
+        A send that raised out of the agent would lose the alert: Faust acks the event being processed even
+        when the agent fails on it. So a refused send is retried, for as long as it takes; meanwhile the agent
+        reads nothing more (Faust's stream buffer, stream_buffer_maxsize, bounds what its consumer prefetches)
+        and matches wait in the matches topic, not in memory.
+        """
+        since: float | None = None
+        backoff = SEND_RETRY_S
+        while True:
+            try:
+                await (await alerts.send(key=key, value=value))
+                break
+            except Exception as exc:  # aiokafka's KafkaError and timeouts alike: nothing is dropped
+                if since is None:
+                    since = time.monotonic()
+                    state["publish_blocked"] = True
+                    log.warning("backpressure: alert send refused (%r); retrying until the broker takes it", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, SEND_RETRY_MAX_S)
+        if since is not None:
+            waited = time.monotonic() - since
+            state["publish_blocked"] = False
+            metrics.backpressure.labels("publish").inc(waited)
+            log.warning("backpressure over after %.1f s: alerts are acknowledged again", waited)
 
     @app.agent(matches, name="publish_alerts", concurrency=1)
     async def publish_alerts(stream: Any) -> None:
@@ -217,7 +246,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             new_window, outputs = publish.handle_match(window, message, time.time(), caps)
             for out in outputs:
                 # at-least-once: the message's offset is acked only after the broker has what it produced
-                await (await alerts.send(key=out.key.encode(), value=orjson.dumps(out.record)))
+                await send_alert(out.key.encode(), orjson.dumps(out.record))
             if new_window is not window:
                 windows[message.rule_id] = new_window
             _observe(metrics, message, outputs, caps)
@@ -267,12 +296,15 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = ingest.running and ingest.assigned.is_set() and state["agent_started"]
+        # Paused on backpressure: alive, and resumes by itself, but not doing its job until the broker acks.
+        ready = ingest.running and ingest.assigned.is_set() and state["agent_started"] and not ingest.paused
         body = {
             "ready": ready,
             "ingest_running": ingest.running,
             "ingest_assigned": ingest.assigned.is_set(),
             "agent_started": state["agent_started"],
+            "ingest_paused": ingest.paused,
+            "publish_blocked": state["publish_blocked"],
         }
         return web.json(body, status=200 if ready else 503)
 

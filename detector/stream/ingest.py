@@ -10,6 +10,14 @@ Delivery: offsets of a batch are committed only after every dead letter and matc
 produced has been acknowledged by the broker (acks=all, idempotent producer). A crash before that
 re-reads the batch: at-least-once, and alert ids are deterministic so replays give the same ids.
 
+Backpressure: while what a batch produced is unacknowledged (broker down, an output topic refusing
+writes or gone), the next batch is not read. After PAUSE_AFTER_S the consumer pauses its assigned partitions
+but keeps polling, so it stays in the group (max.poll.interval.ms) and follows rebalances; librdkafka's local
+queue is bounded (queue.buffering.max.*), so memory stays bounded. A message the broker refused (not a fatal
+producer error) is produced again after a backoff, for as long as it takes; once all is acknowledged the
+batch is committed and the partitions resumed. Logged once when it starts and once when it ends, and shown as
+detector_ingest_paused, detector_backpressure_seconds_total{stage="ingest"} and in /readyz.
+
 Hostile input: whatever a record holds, its dead letter must be writable, or the worker would die on it
 after every restart. So dead letters are bounded (value, key and headers) to `deadletter_max_bytes` and
 to what the dead-letter topic accepts (read at start), cut when larger, with the original size and digest
@@ -72,8 +80,20 @@ KEY_MAX_BYTES = 1024  # the original key is copied too, and it is as untrusted a
 PRODUCER_MESSAGE_MAX_BYTES = 1_000_000
 MATCH_MAX_BYTES = PRODUCER_MESSAGE_MAX_BYTES - RECORD_FRAMING
 ALERT_TOO_LARGE = "alert_too_large"  # a dead-letter reason of the worker's own (the engine's are in REASONS)
-QUEUE_FULL_WAIT_S = 60.0
+DELIVERY_POLL_S = 0.2  # one wait for acknowledgements (or for room in the queue) between consumer polls
+PAUSE_AFTER_S = 1.0  # unacknowledged this long: the consumer pauses (a slow ack is not yet backpressure)
+RETRY_BACKOFF_S = 0.5  # first wait before producing refused messages again, doubling up to the max
+RETRY_BACKOFF_MAX_S = 5.0
+# librdkafka's default local queue is 100000 messages / 1 GiB; a batch's outputs are awaited before the next
+# batch is read, so the queue never needs more than one batch's worth.
+PRODUCER_QUEUE_KBYTES = 64 * 1024
+PRODUCER_QUEUE_MESSAGES = 100_000
 _SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+# produce() refuses synchronously a topic the cluster says does not exist (deleted; the producer does not
+# auto-create it): waited out like a full queue, until the topic is back.
+_MISSING_TOPIC_ERRORS = frozenset(
+    {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
+)
 
 DeadLetterHeaders = list[tuple[str, bytes]]
 Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce accepts
@@ -81,6 +101,10 @@ Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce accepts
 
 class DeliveryError(RuntimeError):
     """The broker did not acknowledge what a batch produced: its offsets must not be committed."""
+
+
+class _Stopping(Exception):
+    """Asked to stop while waiting for acknowledgements: the batch is abandoned, uncommitted (re-read later)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +210,14 @@ def producer_limits(deadletter_bytes: int, topic_max: int | None) -> dict[str, i
     }
 
 
+def producer_queue_limits(message_max_bytes: int) -> dict[str, int]:
+    """Bounds on librdkafka's local queue; it must still hold the largest message the producer accepts."""
+    return {
+        "queue.buffering.max.messages": PRODUCER_QUEUE_MESSAGES,
+        "queue.buffering.max.kbytes": max(PRODUCER_QUEUE_KBYTES, 2 * message_max_bytes // 1024 + 1),
+    }
+
+
 def sample_every(rate: float) -> int:
     """validate_sample_rate as 'every Nth prefiltered record'; 0 = never."""
     return 0 if rate <= 0 else max(1, round(1 / rate))
@@ -227,6 +259,17 @@ class IngestLoop(threading.Thread):
         self._last_sampled: dict[str, float] = dict.fromkeys(cfg.topics, float("-inf"))
         self.deadletter_limit = cfg.deadletter_max_bytes  # lowered at start to what the topic accepts
         self._oversized: list[DeadLetter] = []  # dead letters the broker refused as too large, to cut and resend
+        # Backpressure: messages the broker refused (to produce again), when the consumer was paused (None:
+        # not paused), and what the consumer returned while paused (processed as the next batch).
+        self._refused: list[tuple[Message, Callable[[KafkaError | None, Message], None], KafkaError]] = []
+        self._consumer: Consumer | None = None
+        self._paused_since: float | None = None
+        self._held: list[Message] = []
+
+    @property
+    def paused(self) -> bool:
+        """The consumer is paused: what the worker produced is not being acknowledged (see /readyz)."""
+        return self._paused_since is not None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -235,6 +278,8 @@ class IngestLoop(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
+        except _Stopping:
+            log.warning("stopped while waiting for the broker: the unacknowledged batch is not committed (re-read)")
         except BaseException as exc:  # the worker must exit (non-zero) rather than idle without ingesting
             log.exception("ingest loop failed")
             self.on_fatal(exc)
@@ -243,6 +288,7 @@ class IngestLoop(threading.Thread):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment.update((p.topic, p.partition) for p in partitions)
+        # (while paused, _keep_polling pauses these too once they are in the assignment)
         log.info("ingest assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
         self.assigned.set()
 
@@ -265,6 +311,7 @@ class IngestLoop(threading.Thread):
             self.cfg.deadletter_topic,
             topic_max if topic_max is not None else "unknown",
         )
+        limits = producer_limits(self.deadletter_limit, topic_max)
         consumer = Consumer(
             {
                 **base,
@@ -291,7 +338,11 @@ class IngestLoop(threading.Thread):
                 # librdkafka's default, said here because the Faust app's timer sends each rule's cap ticks to
                 # the partition this gives the rule's matches (detector/stream/publish.py, match_partition).
                 "partitioner": "consistent_random",
-                **producer_limits(self.deadletter_limit, topic_max),
+                # An output topic that was deleted must not come back with the broker's defaults (replication,
+                # min.insync.replicas): the worker waits, paused, until it is recreated (see Backpressure).
+                "allow.auto.create.topics": False,
+                **limits,
+                **producer_queue_limits(limits["message.max.bytes"]),
             }
         )
         consumer.subscribe(list(self.cfg.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -299,7 +350,11 @@ class IngestLoop(threading.Thread):
         last_lag = 0.0
         try:
             while not self._stop_event.is_set():
-                batch = consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.batch_timeout)
+                if self._held:  # read while paused; those of partitions revoked since are the new owner's
+                    held, self._held = self._held, []
+                    batch = [m for m in held if m.error() is not None or (m.topic(), m.partition()) in self._assignment]
+                else:
+                    batch = consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.batch_timeout)
                 now = time.monotonic()
                 if batch:
                     self._process_batch(consumer, producer, batch)
@@ -319,6 +374,7 @@ class IngestLoop(threading.Thread):
     # -- the hot path ------------------------------------------------------------------------------
     def _process_batch(self, consumer: Consumer, producer: Producer, batch: list[Message]) -> None:
         consumed_at = time.time()
+        self._consumer = consumer
         pinned = self._pinned
         process = self.engine.process
         m = self.metrics
@@ -421,6 +477,8 @@ class IngestLoop(threading.Thread):
                 m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n - prefiltered_before.get(topic, 0))
         if produced:
             self._await_deliveries(producer)
+        if self._assignment:  # partitions revoked while waiting are the new owner's to commit (it re-reads them)
+            offsets = {tp: o for tp, o in offsets.items() if tp in self._assignment}
         if offsets:
             # Everything this batch produced is acknowledged, so its offsets may be committed. Async: the
             # broker round trip would otherwise cost more than the batch's records; revocation and shutdown
@@ -467,8 +525,9 @@ class IngestLoop(threading.Thread):
         headers: Headers | None = None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
-        """produce(), waiting while librdkafka's local queue is full instead of failing the batch."""
-        deadline: float | None = None
+        """produce(), waiting (paused, see Backpressure) while the local queue is full or the topic is missing."""
+        since: float | None = None
+        backoff = RETRY_BACKOFF_S
         while True:
             try:
                 if headers is None:
@@ -477,14 +536,17 @@ class IngestLoop(threading.Thread):
                     producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + QUEUE_FULL_WAIT_S
-                elif now >= deadline:
-                    raise DeliveryError(
-                        f"the producer's queue stayed full for {QUEUE_FULL_WAIT_S:.0f} s: the broker takes nothing"
-                    ) from None
-                producer.poll(0.1)  # serves delivery reports, which is what frees the queue
+                # librdkafka's queue is full; delivery reports (served by poll) are what frees it.
+                since = time.monotonic() if since is None else since
+                producer.poll(DELIVERY_POLL_S)
+                self._blocked(since, "the producer's local queue is full")
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not (isinstance(err, KafkaError) and err.code() in _MISSING_TOPIC_ERRORS):
+                    raise
+                self._blocked(0.0, f"{topic} does not exist ({err.str()})")
+                self._wait(backoff)
+                backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
 
     def _produce_deadletter(self, producer: Producer, letter: DeadLetter) -> None:
         limit = self.deadletter_limit
@@ -516,16 +578,101 @@ class IngestLoop(threading.Thread):
         if err.code() in _SIZE_ERRORS:
             self._oversized.append(letter)
         else:
-            self._delivery_errors.append(f"{msg.topic()}: {err}")
+            self._on_refused(err, msg, partial(self._on_deadletter_delivery, letter))
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
+            self._on_refused(err, msg, self._on_delivery)
+
+    def _on_refused(
+        self, err: KafkaError, msg: Message, on_delivery: Callable[[KafkaError | None, Message], None]
+    ) -> None:
+        if err.fatal():  # the producer instance is unusable (e.g. idempotence broken): exit, re-read after restart
             self._delivery_errors.append(f"{msg.topic()}: {err}")
+        else:  # timed out, topic gone, not authorised, ...: produced again after a backoff (_await_deliveries)
+            self._refused.append((msg, on_delivery, err))
+
+    # -- backpressure ----------------------------------------------------------------------------------
+    def _blocked(self, since: float, why: str) -> None:
+        """Output unacknowledged since `since` (monotonic): pause once it has lasted PAUSE_AFTER_S; keep polling."""
+        if self._stop_event.is_set():
+            raise _Stopping
+        if self._paused_since is None:
+            if time.monotonic() - since < PAUSE_AFTER_S:
+                return
+            self._paused_since = time.monotonic()
+            self.metrics.ingest_paused.set(1)
+            log.warning("backpressure: %s; ingest consumer paused until the broker acknowledges", why)
+        self._keep_polling(0.0)
+
+    def _keep_polling(self, timeout: float) -> None:
+        """Poll the paused consumer: it stays in the group (max.poll.interval.ms) and serves rebalances."""
+        consumer = self._consumer
+        if consumer is None:
+            time.sleep(timeout)
+            return
+        assignment = consumer.assignment()
+        if assignment:
+            consumer.pause(assignment)  # again: partitions assigned since the pause began
+        # Paused partitions return nothing; a record fetched before its partition was paused is kept for later.
+        self._held += consumer.consume(num_messages=self.cfg.batch_size, timeout=timeout)
+
+    def _wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop_event.is_set():
+                raise _Stopping
+            self._keep_polling(min(left, DELIVERY_POLL_S))
+
+    def _resume(self) -> None:
+        if self._paused_since is None:
+            return
+        waited = time.monotonic() - self._paused_since
+        self._paused_since = None
+        consumer = self._consumer
+        if consumer is not None:
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.resume(assignment)
+        self.metrics.ingest_paused.set(0)
+        self.metrics.backpressure.labels("ingest").inc(waited)
+        log.warning("backpressure over after %.1f s: everything acknowledged, ingest consumer resumed", waited)
+
+    def _drain(self, producer: Producer, since: float) -> None:
+        """Wait until everything produced is acknowledged or refused, polling the consumer if paused."""
+        while remaining := producer.flush(DELIVERY_POLL_S):
+            self._blocked(since, f"{remaining} produced message(s) not acknowledged")
 
     def _await_deliveries(self, producer: Producer) -> None:
-        remaining = producer.flush(30)
+        since = time.monotonic()
+        backoff = RETRY_BACKOFF_S
+        while True:
+            self._drain(producer, since)
+            self._resend_oversized(producer, since)
+            if self._delivery_errors:
+                errors = "; ".join(self._delivery_errors[:5])
+                self._delivery_errors.clear()
+                raise DeliveryError(f"fatal producer error ({errors}); not committing the batch's offsets")
+            if not self._refused:
+                break
+            refused, self._refused = self._refused, []
+            self._blocked(0.0, f"the broker refused {len(refused)} message(s) ({refused[0][2]})")
+            self._wait(backoff)
+            backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
+            for msg, on_delivery, _err in refused:
+                self._produce(
+                    producer,
+                    cast(str, msg.topic()),
+                    msg.value() or b"",
+                    msg.key(),
+                    cast(Headers | None, msg.headers()),
+                    on_delivery,
+                )
+        self._resume()
+
+    def _resend_oversized(self, producer: Producer, since: float) -> None:
         alone = False
-        while self._oversized and not remaining:
+        while self._oversized:
             # The topic accepts less than the worker knew (its limit could not be read at start, or was lowered
             # since). The broker refuses a record batch as a whole, so first send each refused dead letter in a
             # request of its own; one still refused alone is too large for the topic: halve the bound, for good.
@@ -545,16 +692,8 @@ class IngestLoop(threading.Thread):
             )
             for letter in letters:
                 self._produce_deadletter(producer, letter)
-                remaining = producer.flush(30)
-                if remaining:
-                    break
+                self._drain(producer, since)
             alone = True
-        if remaining or self._delivery_errors:
-            errors = "; ".join(self._delivery_errors[:5])
-            self._delivery_errors.clear()
-            raise DeliveryError(
-                f"broker did not acknowledge {remaining} message(s) of a batch ({errors}); not committing its offsets"
-            )
 
     def _commit_positions(self, consumer: Consumer, partitions: set[tuple[str, int]] | None = None) -> None:
         """Synchronously commit what was processed on `partitions` (all by default) and forget them."""
