@@ -339,6 +339,7 @@ def test_replay_reports_damage_and_oversized_records_without_sending_them(
             return 0
 
     monkeypatch.setattr(replay_mod, "Producer", FakeProducer)
+    monkeypatch.setattr("detector.stream.topics.connect", lambda cfg: None)  # no broker here
     cut = tmp_path / "cut.gz"
     whole = gzip.compress(b'{"a": 1}\n' * 100)
     cut.write_bytes(whole[:-4])

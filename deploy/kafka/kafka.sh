@@ -14,6 +14,16 @@ CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 HEAP="${KAFKA_HEAP:-512m}"
 READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-90}"
 LOG4J="${KAFKA_LOG4J:-$HERE/log4j2.properties}"
+# Optional SASL_SSL listener (none unless KAFKA_SASL_SSL_PORT is set): the PLAINTEXT listener stays for
+# inter-broker and admin use. KAFKA_SSL_KEYSTORE is the broker's key and certificate (PKCS12);
+# KAFKA_SASL_USERS is "user:password,..." for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (SCRAM users are
+# written when the storage is formatted, so only on the first start of a state dir).
+SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-}"
+SSL_KEYSTORE="${KAFKA_SSL_KEYSTORE:-}"
+SSL_KEYSTORE_PASSWORD="${KAFKA_SSL_KEYSTORE_PASSWORD:-}"
+SSL_TRUSTSTORE="${KAFKA_SSL_TRUSTSTORE:-}"
+SSL_TRUSTSTORE_PASSWORD="${KAFKA_SSL_TRUSTSTORE_PASSWORD:-}"
+SASL_USERS="${KAFKA_SASL_USERS:-}"
 LIB="$CACHE/lib"
 DATA="$STATE/data"
 CONFIG="$STATE/server.properties"
@@ -40,6 +50,10 @@ usage: deploy/kafka/kafka.sh up | down [--wipe] | status | logs | --help
 environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HOST (127.0.0.1), KAFKA_HEAP (512m),
              KAFKA_CACHE (jars), KAFKA_STATE (data, log, pid), KAFKA_READY_TIMEOUT (90 s),
              KAFKA_LOG4J (log4j2 config file)
+             optional SASL_SSL listener: KAFKA_SASL_SSL_PORT (none by default), KAFKA_SSL_KEYSTORE (PKCS12,
+             the broker's key and certificate) and KAFKA_SSL_KEYSTORE_PASSWORD, KAFKA_SSL_TRUSTSTORE and
+             KAFKA_SSL_TRUSTSTORE_PASSWORD (PKCS12, optional), KAFKA_SASL_USERS (user:password,... for PLAIN,
+             SCRAM-SHA-256 and SCRAM-SHA-512; SCRAM users are stored when the storage is first formatted)
 USAGE
 }
 
@@ -160,16 +174,43 @@ resolve_jars() {
   rm -f "$CACHE"/.resolved-* # stamps of earlier versions of this script
 }
 
+# The SASL users as "name password" lines.
+sasl_users() {
+  local pair
+  local -a pairs
+  IFS=, read -r -a pairs <<<"$SASL_USERS"
+  for pair in "${pairs[@]}"; do
+    [[ "$pair" == *:* && -n "${pair%%:*}" && -n "${pair#*:}" ]] || die "KAFKA_SASL_USERS: expected user:password,..., got an entry without a colon"
+    [[ "$pair" != *[\"\\\ =]* ]] || die "KAFKA_SASL_USERS: names and passwords may not hold quotes, backslashes, spaces or '='"
+    printf '%s %s\n' "${pair%%:*}" "${pair#*:}"
+  done
+}
+
+check_sasl_ssl() {
+  [[ -n "$SASL_SSL_PORT" ]] || return 0
+  [[ -n "$SSL_KEYSTORE" && -r "$SSL_KEYSTORE" ]] || die "KAFKA_SASL_SSL_PORT needs KAFKA_SSL_KEYSTORE, a readable PKCS12 file"
+  [[ -n "$SASL_USERS" ]] || die "KAFKA_SASL_SSL_PORT needs KAFKA_SASL_USERS (user:password,...)"
+  sasl_users >/dev/null
+}
+
 write_config() {
+  local listeners="PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT"
+  local advertised="PLAINTEXT://$HOST:$PORT"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [[ -n "$SASL_SSL_PORT" ]]; then
+    listeners+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+    advertised+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+    protocols+=",SASL_SSL:SASL_SSL"
+  fi
   mkdir -p "$DATA"
   cat >"$CONFIG" <<PROPS
 # Written by deploy/kafka/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA
@@ -188,6 +229,28 @@ group.initial.rebalance.delay.ms=0
 log.retention.hours=24
 log.segment.bytes=268435456
 PROPS
+  if [[ -n "$SASL_SSL_PORT" ]]; then
+    local name password plain="org.apache.kafka.common.security.plain.PlainLoginModule required"
+    while read -r name password; do plain+=" user_$name=\"$password\""; done < <(sasl_users)
+    cat >>"$CONFIG" <<PROPS
+listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=$plain;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$SSL_KEYSTORE
+listener.name.sasl_ssl.ssl.keystore.password=$SSL_KEYSTORE_PASSWORD
+listener.name.sasl_ssl.ssl.key.password=$SSL_KEYSTORE_PASSWORD
+PROPS
+    if [[ -n "$SSL_TRUSTSTORE" ]]; then
+      cat >>"$CONFIG" <<PROPS
+listener.name.sasl_ssl.ssl.truststore.type=PKCS12
+listener.name.sasl_ssl.ssl.truststore.location=$SSL_TRUSTSTORE
+listener.name.sasl_ssl.ssl.truststore.password=$SSL_TRUSTSTORE_PASSWORD
+PROPS
+    fi
+    chmod 600 "$CONFIG" # it holds the users' and the keystore's passwords
+  fi
 }
 
 java_cmd() {
@@ -217,8 +280,16 @@ format_storage() {
     [[ "$cluster_id" =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not generate a cluster id (see $STATE/format.log)"
     echo "$cluster_id" >"$STATE/cluster.id"
   fi
+  local -a scram=()
+  if [[ -n "$SASL_SSL_PORT" ]]; then
+    local name password
+    while read -r name password; do
+      scram+=(--add-scram "SCRAM-SHA-256=[name=$name,password=$password]")
+      scram+=(--add-scram "SCRAM-SHA-512=[name=$name,password=$password]")
+    done < <(sasl_users)
+  fi
   say "formatting KRaft storage in $DATA (cluster $cluster_id)"
-  java_cmd "$STORAGE_TOOL" format -t "$cluster_id" -c "$CONFIG" >"$STATE/format.log" 2>&1 \
+  java_cmd "$STORAGE_TOOL" format -t "$cluster_id" -c "$CONFIG" "${scram[@]}" >"$STATE/format.log" 2>&1 \
     || {
       cat "$STATE/format.log" >&2
       die "could not format KRaft storage"
@@ -271,6 +342,10 @@ cmd_up() {
   if [[ -n "$(brokers_on_our_state)" ]]; then
     die "a broker on $CONFIG runs without our pid file (pids: $(brokers_on_our_state | tr '\n' ' ')); not starting a second one"
   fi
+  if [[ -n "$SASL_SSL_PORT" ]] && port_open "$SASL_SSL_PORT"; then
+    die "the SASL_SSL port $HOST:$SASL_SSL_PORT is taken by a process this script did not start; free it or set KAFKA_SASL_SSL_PORT"
+  fi
+  check_sasl_ssl
   check_tools
   resolve_jars
   mkdir -p "$STATE"

@@ -133,6 +133,8 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = " ".join(f"{k}={v}" for k, v in effective_settings(cfg).items())
     logging.getLogger("detector.worker").info("settings: %s", settings)
     if not args.no_create_topics:
+        # Also the start-up check: wrong credentials or an untrusted certificate end the worker here, in one
+        # line naming the cause, before Faust starts (without it, aiokafka's refusal stops it, less plainly).
         try:
             ensure_topics(cfg, worker_topics(cfg, include_inputs=True))
         except ConnectionError as exc:
@@ -146,15 +148,20 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     from detector.inputs import check_readable
     from detector.stream.replay import replay
-    from detector.stream.topics import ensure_topics
+    from detector.stream.topics import connect, ensure_topics
 
     apply_source_options(args)
     check_readable(args.files)
     if args.rate < 0:
         raise UsageError("--rate must be positive (or 0 for as fast as possible)")
     cfg = _config(args)
-    if args.create_topics and (args.topic or args.source):
-        ensure_topics(cfg, [args.topic or input_topic(args.source)])
+    try:
+        if args.create_topics and (args.topic or args.source):
+            ensure_topics(cfg, [args.topic or input_topic(args.source)])
+        else:
+            connect(cfg)  # wrong credentials: one line now, not a minute of retries before "not acknowledged"
+    except ConnectionError as exc:
+        raise UsageError(str(exc)) from None
     result = replay(cfg, args.files, source=args.source, topic=args.topic, rate=args.rate)
     rate = result.total_sent / result.seconds if result.seconds else 0.0
     per_topic = ", ".join(f"{t} {n:,}" for t, n in sorted(result.sent.items())) or "-"

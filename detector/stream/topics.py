@@ -1,11 +1,14 @@
-"""Creating the worker's topics when they are missing (never altering existing ones)."""
+"""Checking that Kafka answers with the configured credentials, and creating the worker's topics when they
+are missing (never altering existing ones)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -21,13 +24,57 @@ def worker_topics(cfg: WorkerConfig, include_inputs: bool) -> list[str]:
     return names
 
 
+# librdkafka errors that retrying cannot mend: wrong credentials, a mechanism the broker does not offer, a
+# certificate that does not verify. librdkafka retries them for ever (and logs each attempt); at start-up
+# they end the command at once, with librdkafka's own reason.
+_FATAL_AT_START = {
+    KafkaError._AUTHENTICATION: "authentication failed",
+    KafkaError.SASL_AUTHENTICATION_FAILED: "authentication failed",
+    KafkaError._SSL: "TLS handshake failed",
+    KafkaError.UNSUPPORTED_SASL_MECHANISM: "authentication failed",
+    KafkaError.ILLEGAL_SASL_STATE: "authentication failed",
+}
+_CHECK_STEP_S = 0.5
+
+
+def connect(cfg: WorkerConfig, timeout: float = 30.0) -> tuple[AdminClient, Any]:
+    """An admin client and the cluster's metadata (ClusterMetadata), or ConnectionError with a one-line reason.
+
+    Wrong credentials or an untrusted certificate fail as soon as the broker says so (well under a second),
+    naming it, instead of after `timeout` as "Broker transport failure".
+    """
+    errors: list[KafkaError] = []
+    # log_level 0: the reason is in our error, not in a line on stderr per retry.
+    conf: dict[str, Any] = {**cfg.kafka_client_config(), "error_cb": errors.append, "log_level": 0}
+    admin = AdminClient(conf)
+    deadline = time.monotonic() + timeout
+    while True:
+        step = min(_CHECK_STEP_S, max(deadline - time.monotonic(), 0.01))
+        try:
+            return admin, admin.list_topics(timeout=step)
+        except KafkaException as exc:
+            last: KafkaError | str = exc.args[0] if exc.args else str(exc)
+        admin.poll(0)  # serves error_cb
+        for err in errors:
+            what = _FATAL_AT_START.get(err.code())
+            if what is not None:
+                raise ConnectionError(f"Kafka at {cfg.bootstrap_servers}: {what} ({_credentials(cfg)}): {err.str()}")
+        if time.monotonic() >= deadline:
+            reason = errors[-1].str() if errors else (last.str() if isinstance(last, KafkaError) else last)
+            raise ConnectionError(f"cannot reach Kafka at {cfg.bootstrap_servers} within {timeout:.0f} s: {reason}")
+
+
+def _credentials(cfg: WorkerConfig) -> str:
+    """What the client presented, for the error message (never the password)."""
+    if cfg.security_protocol.startswith("SASL"):
+        return f"{cfg.security_protocol}, {cfg.sasl_mechanism} as user {cfg.sasl_username!r}"
+    return cfg.security_protocol
+
+
 def ensure_topics(cfg: WorkerConfig, names: Iterable[str], timeout: float = 30.0) -> list[str]:
     """Create those of `names` that do not exist; returns the ones created."""
-    admin = AdminClient(cfg.kafka_client_config())
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        raise ConnectionError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}") from None
+    admin, metadata = connect(cfg, timeout)
+    existing = set(metadata.topics)
     wanted = [n for n in dict.fromkeys(names) if n not in existing]
     if not wanted:
         return []
