@@ -268,6 +268,15 @@ class Condition:
         return str(value).lower() if self.ignore_case else str(value)
 
 
+def _holds(c: Condition, record: Mapping[str, Any], event: Event, tested: dict[int, bool]) -> bool:
+    if c.on_event:  # the event changes row by row
+        return c.holds(record, event)
+    result = tested.get(id(c))
+    if result is None:
+        result = tested[id(c)] = c.holds(record, event)
+    return result
+
+
 @dataclass(frozen=True)
 class Row:
     """ECS field `to` <- the first of `sources` with a value, through `convert` (and `table`), when every
@@ -285,6 +294,18 @@ class Row:
     if_unset: bool = False
     as_list: bool = False
     note: str = ""
+    # Resolved once from `convert`, so that converting a value is calls, not name lookups.
+    parse: Parser = field(init=False, repr=False, compare=False)
+    transforms: tuple[Transform, ...] = field(init=False, repr=False, compare=False)
+    first_only: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        head = self.convert[0]
+        parses = head in PARSERS
+        object.__setattr__(self, "parse", PARSERS[head] if parses else _keyword)
+        object.__setattr__(self, "transforms", tuple(TRANSFORMS[n] for n in self.convert[1 if parses else 0 :]))
+        # A timestamp or a table lookup takes the first value; other fields keep every value.
+        object.__setattr__(self, "first_only", head in _TIME_PARSERS or self.table is not None)
 
 
 @dataclass(frozen=True)
@@ -332,30 +353,37 @@ class SourceMap:
         if not all(c.holds(record, {}) for c in self.only):
             return []
         event: Event = {}
+        # Many rows test the same condition on the record, or read the same vendor field (a process block
+        # and its alternative): each is worked out once per record.
+        tested: dict[int, bool] = {}
+        read: dict[str, list[Any]] = {}
         for row in self.rows:
             if overrides is not None and row.to in overrides and row.value is not None:
                 put(event, row.to, overrides[row.to])
                 continue
-            if row.when and not all(c.holds(record, event) for c in row.when):
+            if row.when and not all(_holds(c, record, event, tested) for c in row.when):
                 continue
             if row.if_unset and values(event, row.to):
                 continue
-            put(event, row.to, self._value(row, record, where))
+            put(event, row.to, self._value(row, record, where, read))
         if self.after is not None:
             AFTER[self.after](record, event)
         return [event]
 
-    def _value(self, row: Row, record: Mapping[str, Any], where: str) -> Any:
+    def _value(self, row: Row, record: Mapping[str, Any], where: str, read: dict[str, list[Any]]) -> Any:
         if row.value is not None:
             return list(row.value) if isinstance(row.value, list) else row.value
         for source in row.sources:
-            found = values(record, source)
+            found = read.get(source)
+            if found is None:
+                found = read[source] = values(record, source)
             if not found:
                 continue
-            out = [v for v in (self._convert(row, v, where + source) for v in found) if v is not None]
+            at = where + source
+            out = [v for v in (self._convert(row, v, at) for v in found) if v is not None]
             if not out:
                 continue
-            if row.convert[0] in _TIME_PARSERS or row.table is not None:
+            if row.first_only:
                 return out[0]
             if row.as_list:
                 return out
@@ -363,12 +391,11 @@ class SourceMap:
         return row.default if row.table is None else None
 
     def _convert(self, row: Row, raw: Any, where: str) -> Any:
-        names = row.convert
-        value = PARSERS[names[0]](raw, where) if names[0] in PARSERS else _keyword(raw, where)
-        for name in names[1 if names[0] in PARSERS else 0 :]:
+        value = row.parse(raw, where)
+        for transform in row.transforms:
             if value is None:
                 return None
-            value = TRANSFORMS[name](value)
+            value = transform(value)
         if value is None or row.table is None:
             return value
         hit = self.tables[row.table].get(str(value))
