@@ -622,3 +622,36 @@ def test_records_without_an_event_are_counted_by_source_and_reason() -> None:
     assert metric(loop, name, source="winlogbeat", reason="shape_not_understood") == 1
     assert metric(loop, "detector_records_normalized_total", source="winlogbeat") == 4
     assert not [s for s in producer.delivered + [p for p, _ in producer.pending] if s.t == DL_TOPIC]
+
+
+def test_the_ingest_producer_is_idempotent_acks_all_bounded_and_creates_no_topic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configs: dict[str, dict[str, Any]] = {}
+
+    class Stop(Exception):
+        pass
+
+    class Client:
+        def __init__(self, conf: dict[str, Any]) -> None:
+            configs["consumer" if "group.id" in conf else "producer"] = conf
+
+        def subscribe(self, *args: Any, **kwargs: Any) -> None:
+            raise Stop
+
+        def flush(self, timeout: float) -> int:
+            return 0
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("detector.stream.ingest.Consumer", Client)
+    monkeypatch.setattr("detector.stream.ingest.Producer", Client)
+    monkeypatch.setattr("detector.stream.ingest.topic_max_message_bytes", lambda conf, topic: None)
+    with pytest.raises(Stop):
+        make_loop()._run()
+    producer = configs["producer"]
+    assert producer["acks"] == "all" and producer["enable.idempotence"] is True
+    assert producer["allow.auto.create.topics"] is False
+    assert producer["queue.buffering.max.kbytes"] == 64 * 1024
+    assert configs["consumer"]["enable.auto.commit"] is False
