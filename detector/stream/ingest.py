@@ -64,6 +64,21 @@ _REBALANCE_COMMIT_ERRORS = frozenset(
         KafkaError.STALE_MEMBER_EPOCH,
     }
 )
+# A synchronous commit (on revocation) while the group coordinator is away, e.g. the broker restarting: the
+# offsets stay where the last commit left them and the records after it are re-read (at-least-once, same ids).
+_COORDINATOR_GONE_COMMIT_ERRORS = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError._WAIT_COORD,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
 
 # A topic's max.message.bytes bounds a whole record batch: Kafka's v2 batch header is 61 bytes and one
 # record's own varints (length, attributes, timestamp and offset deltas, key and value lengths, header
@@ -711,6 +726,11 @@ class IngestLoop(threading.Thread):
             # The partitions moved to another worker first. Everything the batch produced is acknowledged;
             # the new owner re-reads it (at-least-once, same alert ids).
             log.warning("commit skipped, partitions were reassigned: %s", err.str())
+            self.metrics.commits_skipped.inc()
+            return
+        if isinstance(err, KafkaError) and err.code() in _COORDINATOR_GONE_COMMIT_ERRORS:
+            # Dying on it would lose nothing either, but would turn every broker restart into a worker restart.
+            log.warning("commit skipped, group coordinator unavailable (the records will be re-read): %s", err.str())
             self.metrics.commits_skipped.inc()
             return
         raise KafkaException(err)
