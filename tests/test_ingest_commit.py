@@ -1,4 +1,4 @@
-"""The ingest loop's synchronous commit (on revocation) when the broker cannot take it.
+"""The ingest loop when the broker goes away: its commit on revocation, and partitions assigned after backpressure.
 
 Found by bench/faults.py: a broker restart revokes the ingest consumer's partitions, and its commit there failed with
 NOT_COORDINATOR, which killed the worker (exit 70). Nothing is lost either way (offsets stay at the last commit, the
@@ -62,3 +62,22 @@ def test_a_commit_refused_for_good_still_raises() -> None:
     lp = loop()
     with pytest.raises(KafkaException):
         lp._on_revoke(RefusingConsumer(KafkaError.GROUP_AUTHORIZATION_FAILED), [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+
+
+class AssigningConsumer:
+    def __init__(self) -> None:
+        self.resumed: list[TopicPartition] = []
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.resumed += partitions
+
+
+def test_partitions_assigned_again_after_backpressure_ended_are_resumed() -> None:
+    # Also found by bench/faults.py: paused while the broker was down, revoked, resumed with an empty assignment,
+    # then assigned the same partitions again: librdkafka kept them paused and the worker consumed nothing more.
+    lp, consumer, tps = loop(), AssigningConsumer(), [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
+    lp._on_assign(consumer, tps)  # type: ignore[arg-type]
+    assert consumer.resumed == tps
+    lp._paused_since, consumer.resumed = 1.0, []  # backpressure on: new partitions stay paused with the rest
+    lp._on_assign(consumer, tps)  # type: ignore[arg-type]
+    assert consumer.resumed == []

@@ -304,6 +304,10 @@ class IngestLoop(threading.Thread):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment.update((p.topic, p.partition) for p in partitions)
         # (while paused, _keep_polling pauses these too once they are in the assignment)
+        if self._paused_since is None:
+            # librdkafka keeps a partition's pause through a revocation: paused by backpressure, revoked while
+            # the broker restarted, resumed (empty assignment) and assigned again, it would stay paused for good.
+            consumer.resume(partitions)
         log.info("ingest assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
         self.assigned.set()
 
