@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from detector.alerts.builder import build_alert, record_digest
+from detector.prevalence import Candidate, candidate_of, candidate_query
 from detector.rules.model import Rule
 from detector.rules.prefilter import Prefilter
 from detector.sources import SOURCES, VERBATIM_FIELDS, Ignored, NormalizeError, UnknownSourceError, normalize
@@ -60,6 +61,9 @@ class Outcome:
     # Set when a recognised, unrejected record yielded no event: one of detector.sources.no_event's
     # NO_EVENT_REASONS, so that such a record is counted rather than passing as a clean one.
     no_event: str | None = None
+    # Candidate executions (detector/prevalence.py): events the rules' name clauses select whatever the path,
+    # each with the alerts raised on it; they feed fleet prevalence and first-seen.
+    candidates: list[Candidate] = field(default_factory=list)
 
 
 def _framed_as_object(raw: bytes) -> bool:
@@ -88,7 +92,10 @@ class Engine:
             raise ValueError("at least one rule is required")
         self.rules = tuple(rules)
         self.max_record_bytes = max_record_bytes
-        self.prefilter = Prefilter.for_queries([r.compiled for r in rules], VERBATIM_FIELDS)
+        self.candidate_queries = tuple(candidate_query(r.compiled) for r in rules)
+        # Candidates must pass the prefilter too: its needles are those every rule and candidate query needs.
+        queries = [r.compiled for r in rules] + list(self.candidate_queries)
+        self.prefilter = Prefilter.for_queries(queries, VERBATIM_FIELDS)
         self.use_prefilter = use_prefilter and self.prefilter.literals is not None
         self._prefiltered: dict[str | None, Outcome] = {}
 
@@ -122,6 +129,7 @@ class Engine:
             out.rejection = self._parse_and_detect(raw, source, out, keep_events, created)
         except Exception as exc:  # one record must never stop a scan or the stream
             out.alerts = []
+            out.candidates = []
             out.rejection = Rejection(INTERNAL, _clip(f"internal error on this record ({type(exc).__name__}: {exc})"))
         return out
 
@@ -152,12 +160,17 @@ class Engine:
             out.events = events
         digest: str | None = None
         for i, event in enumerate(events):
+            raised = len(out.alerts)
             for rule in self.rules:
                 if rule.compiled.matches(event):
                     digest = digest or record_digest(raw)
                     alert = build_alert(rule, event, source=src, digest=digest, index=i, created=created)
                     orjson.dumps(alert)  # an alert that cannot be written must fail here, inside the guard
                     out.alerts.append(alert)
+            if len(out.alerts) > raised or any(q.matches(event) for q in self.candidate_queries):
+                candidate = candidate_of(event, out.alerts[raised:])
+                if candidate is not None:
+                    out.candidates.append(candidate)
         return None
 
 

@@ -134,3 +134,12 @@ def alert_key(alert: Mapping[str, Any]) -> str:
     """The alerts topic's message key: the host, so one host's alerts stay in order on one partition."""
     host = first(alert, "host.name") or first(alert, "host.hostname") or first(alert, "host.id")
     return str(host) if host is not None else "unknown"
+
+
+def with_prevalence(alert: dict[str, Any], prevalence: Mapping[str, Any], suffix: str) -> None:
+    """Add fleet prevalence (detector/prevalence.py) to an alert: `detector.enrichment.prevalence`, and the
+    reason sentence ends "...; first seen on this host; 1 of 1,842 hosts." (`suffix`). Applied once, to the
+    alert as the engine built it (a replayed record's alert is built afresh)."""
+    alert["detector.enrichment.prevalence"] = dict(prevalence)
+    text = str(alert.get("kibana.alert.reason") or "").removesuffix(".")
+    alert["kibana.alert.reason"] = f"{text}; {suffix}."

@@ -28,6 +28,8 @@ from detector.cli.common import (
 )
 from detector.engine import DEFAULT_MAX_RECORD_BYTES, TOO_LARGE, Engine, Outcome
 from detector.inputs import InputError, OnOversized, check_readable, display_name, iter_records
+from detector.prevalence import DEFAULT_HORIZON_S, ScanPrevalence
+from detector.rules.model import duration_seconds
 
 MAX_EXAMPLES = 5  # line references shown per rejection reason
 
@@ -50,6 +52,13 @@ def register(sub: Any) -> None:
     _add_engine_options(p)
     p.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON to PATH")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even when stderr is a terminal")
+    p.add_argument(
+        "--prevalence-horizon",
+        type=duration_seconds,
+        default=DEFAULT_HORIZON_S,
+        metavar="DURATION",
+        help="fleet prevalence forgets executions older than this before an executable's latest (default 30d)",
+    )
     p.set_defaults(func=run_scan)
 
 
@@ -260,6 +269,7 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
     process = engine.process
     count = summary.count
     source = args.source
+    prevalence = ScanPrevalence(horizon=args.prevalence_horizon)
     try:
         for path in args.files:
             name = display_name(path)
@@ -274,6 +284,8 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
                     out = process(data, source)
                     if not count(out, name, lineno, source):
                         continue
+                    if out.candidates:
+                        prevalence.apply(out.candidates)  # as read: an alert sees the executions before it
                     for alert in out.alerts:
                         summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
                         write(orjson.dumps(alert) + b"\n")
