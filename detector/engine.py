@@ -17,6 +17,7 @@ import orjson
 
 from detector.alerts.builder import build_alert, record_digest
 from detector.prevalence import Candidate, candidate_of, candidate_query
+from detector.rules.exceptions import ExceptionLists
 from detector.rules.model import Rule
 from detector.rules.prefilter import Prefilter
 from detector.sources import SOURCES, VERBATIM_FIELDS, Ignored, NormalizeError, UnknownSourceError, normalize
@@ -61,6 +62,8 @@ class Outcome:
     # Set when a recognised, unrejected record yielded no event: one of detector.sources.no_event's
     # NO_EVENT_REASONS, so that such a record is counted rather than passing as a clean one.
     no_event: str | None = None
+    # Alerts an exception item dropped (rule exceptions, detector/rules/exceptions.py): (list_id, item_id) each.
+    excluded: list[tuple[str, str]] = field(default_factory=list)
     # Candidate executions (detector/prevalence.py): events the rules' name clauses select whatever the path,
     # each with the alerts raised on it; they feed fleet prevalence and first-seen.
     candidates: list[Candidate] = field(default_factory=list)
@@ -87,6 +90,7 @@ class Engine:
         *,
         use_prefilter: bool = True,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        exceptions: ExceptionLists | None = None,
     ) -> None:
         if not rules:
             raise ValueError("at least one rule is required")
@@ -98,6 +102,8 @@ class Engine:
         self.prefilter = Prefilter.for_queries(queries, VERBATIM_FIELDS)
         self.use_prefilter = use_prefilter and self.prefilter.literals is not None
         self._prefiltered: dict[str | None, Outcome] = {}
+        # Replaced whole (never mutated) when the exceptions file changes: one assignment, read once per record.
+        self.exceptions = exceptions
 
     def process(
         self,
@@ -129,6 +135,7 @@ class Engine:
             out.rejection = self._parse_and_detect(raw, source, out, keep_events, created)
         except Exception as exc:  # one record must never stop a scan or the stream
             out.alerts = []
+            out.excluded = []
             out.candidates = []
             out.rejection = Rejection(INTERNAL, _clip(f"internal error on this record ({type(exc).__name__}: {exc})"))
         return out
@@ -159,10 +166,14 @@ class Engine:
         if keep_events:
             out.events = events
         digest: str | None = None
+        exceptions = self.exceptions
         for i, event in enumerate(events):
             raised = len(out.alerts)
             for rule in self.rules:
                 if rule.compiled.matches(event):
+                    if exceptions is not None and (hit := exceptions.excluded_by(event)) is not None:
+                        out.excluded.append(hit)
+                        continue
                     digest = digest or record_digest(raw)
                     alert = build_alert(rule, event, source=src, digest=digest, index=i, created=created)
                     orjson.dumps(alert)  # an alert that cannot be written must fail here, inside the guard

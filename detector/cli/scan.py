@@ -19,6 +19,7 @@ from detector.cli.common import (
     EXIT_STATUS_HELP,
     INPUT_HELP,
     OutputFile,
+    UsageError,
     add_rule_option,
     add_source_option,
     apply_source_options,
@@ -29,6 +30,7 @@ from detector.cli.common import (
 from detector.engine import DEFAULT_MAX_RECORD_BYTES, TOO_LARGE, Engine, Outcome
 from detector.inputs import InputError, OnOversized, check_readable, display_name, iter_records
 from detector.prevalence import DEFAULT_HORIZON_S, ScanPrevalence
+from detector.rules.exceptions import ExceptionLists, ExceptionsError, load_exceptions
 from detector.rules.model import duration_seconds
 
 MAX_EXAMPLES = 5  # line references shown per rejection reason
@@ -51,6 +53,14 @@ def register(sub: Any) -> None:
     add_rule_option(p)
     _add_engine_options(p)
     p.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON to PATH")
+    p.add_argument(
+        "--exceptions",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="rule exceptions as Kibana exports them (NDJSON: the list, its items, the export details; repeatable): "
+        "an alert an item matches is not written, and is counted per list and item in the summary",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar even when stderr is a terminal")
     p.add_argument(
         "--prevalence-horizon",
@@ -127,6 +137,8 @@ class Summary:
     ignored: Counter[str] = field(default_factory=Counter)
     ignored_records: int = 0
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
+    # Alerts dropped by a rule exception, by (list_id, item_id).
+    excluded: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Records their source recognised that yielded no event, by reason (detector/sources/no_event.py).
     no_event: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -179,6 +191,11 @@ class Summary:
             "by_source": dict(self.by_source),
             "alerts": sum(self.alerts_by_rule.values()),
             "alerts_by_rule": dict(self.alerts_by_rule),
+            "excluded": sum(self.excluded.values()),
+            "excluded_by_item": [
+                {"list_id": list_id, "item_id": item_id, "alerts": n}
+                for (list_id, item_id), n in sorted(self.excluded.items())
+            ],
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(self.rejected),
             "rejected_examples": self.examples,
@@ -204,6 +221,10 @@ class Summary:
             lines.append(f"  alerts: {sum(self.alerts_by_rule.values()):,}")
             for name, n in sorted(self.alerts_by_rule.items()):
                 lines.append(f"    {name}: {n:,}")
+            if self.excluded:
+                lines.append(f"  excluded by rule exceptions (not written): {sum(self.excluded.values()):,}")
+                for (list_id, item_id), n in sorted(self.excluded.items()):
+                    lines.append(f"    {list_id} / {item_id}: {n:,}")
         if self.no_event:
             reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.no_event.items()))
             lines.append(f"  recognised without an event: {sum(self.no_event.values()):,} ({reasons})")
@@ -239,6 +260,15 @@ def _damaged_note(summary: Summary) -> str:
     return f"detector: error: {n} input file{'s were' if n > 1 else ' was'} damaged (see the summary); exit status 1"
 
 
+def exceptions_from_args(args: argparse.Namespace) -> ExceptionLists | None:
+    if not args.exceptions:
+        return None
+    try:
+        return load_exceptions(args.exceptions)
+    except ExceptionsError as exc:
+        raise UsageError(f"--exceptions {exc}") from None
+
+
 def run_scan(args: argparse.Namespace) -> int:
     apply_source_options(args)
     check_readable(args.files)
@@ -260,7 +290,9 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
     out_stream = stdout_binary()
     rules = rules_from_args(args)
     limit = args.max_record_bytes
-    engine = Engine(rules, use_prefilter=not args.no_prefilter, max_record_bytes=limit)
+    engine = Engine(
+        rules, use_prefilter=not args.no_prefilter, max_record_bytes=limit, exceptions=exceptions_from_args(args)
+    )
     names = {r.rule_id: r.name for r in rules}
     summary = Summary()
     write = out_stream.write
@@ -284,6 +316,8 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
                     out = process(data, source)
                     if not count(out, name, lineno, source):
                         continue
+                    for hit in out.excluded:
+                        summary.excluded[hit] += 1
                     if out.candidates:
                         prevalence.apply(out.candidates)  # as read: an alert sees the executions before it
                     for alert in out.alerts:
