@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,15 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# [rule.alert_suppression], as detection-rules' schema (definitions.py) and Kibana's API take it: group_by
+# 1-3 non-empty field names, duration {value >= 1, unit s|m|h} (optional: absent is "per rule execution"),
+# missing_fields_strategy "suppress" (Kibana's default) or "doNotSuppress".
+SUPPRESSION_UNITS = {"s": 1, "m": 60, "h": 3600}
+MISSING_FIELDS_STRATEGIES = ("suppress", "doNotSuppress")
+DEFAULT_MISSING_FIELDS_STRATEGY = "suppress"
+MAX_GROUP_BY = 3
+
+
 class RuleError(ValueError):
     """A rule file that cannot be used; the message names the file and the problem."""
 
@@ -34,6 +43,69 @@ def duration_seconds(text: str) -> int:
     if not m:
         raise ValueError(f"not a duration: {text!r} (expected e.g. '5m', '30s', '1h')")
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class AlertSuppression:
+    """A rule's alert suppression: one alert per group of `group_by` values per `duration` (see
+    detector/stream/suppress.py). `duration` None is Elastic's "per rule execution"."""
+
+    group_by: tuple[str, ...]
+    duration: tuple[int, str] | None = None  # (value, unit) as written, unit s, m or h
+    missing_fields_strategy: str = DEFAULT_MISSING_FIELDS_STRATEGY
+
+    @property
+    def duration_seconds(self) -> int | None:
+        return None if self.duration is None else self.duration[0] * SUPPRESSION_UNITS[self.duration[1]]
+
+    def as_kibana(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"group_by": list(self.group_by)}
+        if self.duration is not None:
+            out["duration"] = {"value": self.duration[0], "unit": self.duration[1]}
+        out["missing_fields_strategy"] = self.missing_fields_strategy
+        return out
+
+
+def suppression_duration(text: str) -> tuple[int, str]:
+    """'30m' -> (30, 'm'): a suppression duration as `--suppress-for` takes it (units s, m, h, as Kibana's)."""
+    m = re.match(r"^\s*(\d+)\s*([smh])\s*$", text)
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"not a suppression duration: {text!r} (expected a whole number >= 1 and s, m or h, e.g. 5m)")
+    return int(m.group(1)), m.group(2)
+
+
+def parse_alert_suppression(raw: Any, where: str) -> AlertSuppression:
+    """[rule.alert_suppression] checked as detection-rules' schema checks it; any problem is a RuleError."""
+    what = f"{where}: [rule.alert_suppression]"
+    if not isinstance(raw, dict):
+        raise RuleError(f"{what} must be a table")
+    unknown = sorted(set(raw) - {"group_by", "duration", "missing_fields_strategy"})
+    if unknown:
+        raise RuleError(f"{what}: unknown key(s) {', '.join(unknown)}")
+    group_by = raw.get("group_by")
+    if (
+        not isinstance(group_by, list)
+        or not 1 <= len(group_by) <= MAX_GROUP_BY
+        or not all(isinstance(f, str) and f.strip() for f in group_by)
+    ):
+        raise RuleError(f"{what}.group_by must be a list of 1 to {MAX_GROUP_BY} field names")
+    if len(set(group_by)) != len(group_by):
+        raise RuleError(f"{what}.group_by names a field twice")
+    duration: tuple[int, str] | None = None
+    if "duration" in raw:
+        d = raw["duration"]
+        if not isinstance(d, dict) or set(d) != {"value", "unit"}:
+            raise RuleError(f"{what}.duration must be a table with value and unit")
+        value, unit = d["value"], d["unit"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RuleError(f"{what}.duration.value must be a whole number of at least 1")
+        if unit not in SUPPRESSION_UNITS:
+            raise RuleError(f"{what}.duration.unit must be s, m or h, got {unit!r}")
+        duration = (value, unit)
+    strategy = raw.get("missing_fields_strategy", DEFAULT_MISSING_FIELDS_STRATEGY)
+    if strategy not in MISSING_FIELDS_STRATEGIES:
+        raise RuleError(f"{what}.missing_fields_strategy must be 'suppress' or 'doNotSuppress', got {strategy!r}")
+    return AlertSuppression(tuple(group_by), duration, strategy)
 
 
 @dataclass(frozen=True)
@@ -63,6 +135,7 @@ class Rule:
     threat: tuple[dict[str, Any], ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    alert_suppression: AlertSuppression | None = None
 
     @property
     def interval_seconds(self) -> int:
@@ -93,6 +166,7 @@ class Rule:
             "license": self.license,
             "false_positives": list(self.false_positives),
             "timestamp_override": self.timestamp_override,
+            **({"alert_suppression": self.alert_suppression.as_kibana()} if self.alert_suppression else {}),
         }
 
 
@@ -146,6 +220,7 @@ def rule_from_dict(doc: dict[str, Any], where: str = "<rule>") -> Rule:
     except EqlError as exc:
         raise RuleError(f"{where}: query refused: {exc}") from None
     metadata = doc.get("metadata", {})
+    suppression = parse_alert_suppression(raw["alert_suppression"], where) if "alert_suppression" in raw else None
     return Rule(
         rule_id=raw["rule_id"],
         name=raw["name"],
@@ -172,7 +247,34 @@ def rule_from_dict(doc: dict[str, Any], where: str = "<rule>") -> Rule:
         threat=tuple(threat),
         metadata=metadata if isinstance(metadata, dict) else {},
         path=where,
+        alert_suppression=suppression,
     )
+
+
+def with_suppression(rule: Rule, group_by: Sequence[str] | None, duration: str | None) -> Rule:
+    """`rule` with `--suppress-by` / `--suppress-for` applied over its own [rule.alert_suppression].
+
+    Fields replace the rule's group_by, a duration its duration; missing_fields_strategy stays the rule's.
+    A duration alone needs the rule's own group_by. Errors are ValueErrors naming the option.
+    """
+    if not group_by and not duration:
+        return rule
+    base = rule.alert_suppression
+    fields_ = tuple(f.strip() for f in group_by or () if f.strip())
+    if group_by is not None and not 1 <= len(fields_) <= MAX_GROUP_BY:
+        raise ValueError(f"--suppress-by: give 1 to {MAX_GROUP_BY} field names")
+    if group_by is not None and len(set(fields_)) != len(fields_):
+        raise ValueError("--suppress-by names a field twice")
+    if not fields_ and base is None:
+        raise ValueError(
+            f"--suppress-for: rule {rule.name} has no [rule.alert_suppression] group_by; add --suppress-by"
+        )
+    spec = AlertSuppression(
+        fields_ or (base.group_by if base else ()),
+        suppression_duration(duration) if duration else (base.duration if base else None),
+        base.missing_fields_strategy if base else DEFAULT_MISSING_FIELDS_STRATEGY,
+    )
+    return replace(rule, alert_suppression=spec)
 
 
 def load_rule(path: str | Path) -> Rule:

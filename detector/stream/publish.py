@@ -74,7 +74,7 @@ class Message:
 class Output:
     """A record to send on the alerts topic."""
 
-    kind: Literal["alert", "suppression"]
+    kind: Literal["alert", "suppression", "update"]  # update: a suppressed group's alert again (suppress.py)
     key: str
     record: dict[str, Any]
 
