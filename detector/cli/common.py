@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from detector.rules.model import Rule, load_rules
+from detector.rules.model import Rule, load_rules, with_suppression
 from detector.sources import SOURCES, MappingError, add_source_maps
 
 # Exit statuses of the file modes (scan, normalize, replay), as their --help documents them.
@@ -84,7 +84,32 @@ def apply_source_options(args: argparse.Namespace) -> None:
 
 
 def rules_from_args(args: argparse.Namespace) -> list[Rule]:
-    return load_rules(args.rule)
+    rules = load_rules(args.rule)
+    by, for_ = getattr(args, "suppress_by", None), getattr(args, "suppress_for", None)
+    return suppression_over(rules, by.split(",") if by else None, for_)
+
+
+def add_suppression_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--suppress-by",
+        metavar="FIELD,...",
+        help="alert suppression: one alert per group of these 1-3 fields' values per --suppress-for of event "
+        "time, later ones counted into it (kibana.alert.suppression.*); replaces the rule's "
+        "[rule.alert_suppression] group_by",
+    )
+    parser.add_argument(
+        "--suppress-for",
+        metavar="DURATION",
+        help="alert suppression window, e.g. 30s, 5m, 1h (default: the rule's own, else its interval)",
+    )
+
+
+def suppression_over(rules: list[Rule], group_by: list[str] | None, duration: str | None) -> list[Rule]:
+    """Every rule with --suppress-by / --suppress-for applied; a bad value is a usage error."""
+    try:
+        return [with_suppression(r, group_by, duration) for r in rules]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class OutputFile:

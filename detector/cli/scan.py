@@ -22,6 +22,7 @@ from detector.cli.common import (
     UsageError,
     add_rule_option,
     add_source_option,
+    add_suppression_options,
     apply_source_options,
     rules_from_args,
     say,
@@ -32,6 +33,7 @@ from detector.inputs import InputError, OnOversized, check_readable, display_nam
 from detector.prevalence import DEFAULT_HORIZON_S, ScanPrevalence
 from detector.rules.exceptions import ExceptionLists, ExceptionsError, load_exceptions
 from detector.rules.model import duration_seconds
+from detector.stream.suppress import DOCS_COUNT, InMemory
 
 MAX_EXAMPLES = 5  # line references shown per rejection reason
 
@@ -51,6 +53,7 @@ def register(sub: Any) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="input file: NDJSON, gzipped NDJSON, JSON array, or -")
     add_source_option(p)
     add_rule_option(p)
+    add_suppression_options(p)
     _add_engine_options(p)
     p.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON to PATH")
     p.add_argument(
@@ -139,6 +142,9 @@ class Summary:
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
     # Alerts dropped by a rule exception, by (list_id, item_id).
     excluded: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Alert suppression: alerts counted into a group (by rule name), and updated group alerts written.
+    suppressed: Counter[str] = field(default_factory=Counter)
+    alert_updates: int = 0
     # Records their source recognised that yielded no event, by reason (detector/sources/no_event.py).
     no_event: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -191,6 +197,9 @@ class Summary:
             "by_source": dict(self.by_source),
             "alerts": sum(self.alerts_by_rule.values()),
             "alerts_by_rule": dict(self.alerts_by_rule),
+            "suppressed": sum(self.suppressed.values()),
+            "suppressed_by_rule": dict(self.suppressed),
+            "alert_updates": self.alert_updates,
             "excluded": sum(self.excluded.values()),
             "excluded_by_item": [
                 {"list_id": list_id, "item_id": item_id, "alerts": n}
@@ -221,6 +230,13 @@ class Summary:
             lines.append(f"  alerts: {sum(self.alerts_by_rule.values()):,}")
             for name, n in sorted(self.alerts_by_rule.items()):
                 lines.append(f"    {name}: {n:,}")
+            if self.suppressed:
+                lines.append(
+                    f"  suppressed into an alert's group: {sum(self.suppressed.values()):,} "
+                    f"({self.alert_updates:,} updated alert documents written, same ids)"
+                )
+                for name, n in sorted(self.suppressed.items()):
+                    lines.append(f"    {name}: {n:,}")
             if self.excluded:
                 lines.append(f"  excluded by rule exceptions (not written): {sum(self.excluded.values()):,}")
                 for (list_id, item_id), n in sorted(self.excluded.items()):
@@ -302,6 +318,7 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
     count = summary.count
     source = args.source
     prevalence = ScanPrevalence(horizon=args.prevalence_horizon)
+    grouping = InMemory(rules) if any(r.alert_suppression for r in rules) else None
     try:
         for path in args.files:
             name = display_name(path)
@@ -321,11 +338,18 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
                     if out.candidates:
                         prevalence.apply(out.candidates)  # as read: an alert sees the executions before it
                     for alert in out.alerts:
+                        if grouping is not None:
+                            _write_grouped(grouping, alert, summary, names, write)
+                            continue
                         summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
                         write(orjson.dumps(alert) + b"\n")
             except InputError as exc:
                 # The records before the damage are scanned and counted; the next file is still read.
                 summary.damaged.append(str(exc))
+        if grouping is not None:
+            for doc in grouping.flush():  # the windows still open at the end of the input
+                summary.alert_updates += 1
+                write(orjson.dumps(doc) + b"\n")
     finally:
         if bar is not None:
             bar.close()
@@ -333,6 +357,23 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
         out_stream.flush()
     say(summary.render(source))
     return (EXIT_DAMAGED if summary.damaged else EXIT_OK), summary
+
+
+def _write_grouped(
+    grouping: InMemory, alert: dict[str, Any], summary: Summary, names: dict[str, str], write: Any
+) -> None:
+    """Alert suppression in a scan: windows by event time as the alerts are encountered (files in order,
+    records in order); an updated alert document (same id) is written when its window closes."""
+    name = names[alert["kibana.alert.rule.rule_id"]]
+    docs = grouping.feed(alert, time.time())
+    if not docs:
+        summary.suppressed[name] += 1
+    for doc in docs:
+        if doc.get(DOCS_COUNT):
+            summary.alert_updates += 1
+        else:
+            summary.alerts_by_rule[name] += 1
+        write(orjson.dumps(doc) + b"\n")
 
 
 def run_normalize(args: argparse.Namespace) -> int:
