@@ -77,6 +77,22 @@ class Metrics:
             ["rule_id"],
             registry=r,
         )
+        self.alerts_excluded = Counter(
+            "detector_alerts_excluded",
+            "Alerts not published because a rule exception item matched (DETECTOR_EXCEPTIONS), by list and item",
+            ["list_id", "item_id"],
+            registry=r,
+        )
+        self.exceptions_reloads = Counter(
+            "detector_exceptions_reloads",
+            "Loads of the exceptions files: ok, or error (a changed file that failed to load; the previous "
+            "exceptions stay in force)",
+            ["result"],
+            registry=r,
+        )
+        self.exceptions_items = Gauge(
+            "detector_exceptions_items", "Exception items loaded (expired ones included)", registry=r
+        )
         self.processing_latency = Histogram(
             "detector_processing_latency_seconds",
             "From record consumed to its alert acknowledged by the broker",
