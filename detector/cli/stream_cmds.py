@@ -8,7 +8,13 @@ import logging
 import sys
 from typing import Any
 
-from detector.cli.common import UsageError, add_rule_option, add_source_option, apply_source_options
+from detector.cli.common import (
+    UsageError,
+    add_rule_option,
+    add_source_option,
+    apply_source_options,
+    suppression_over,
+)
 from detector.stream.config import (
     ConfigError,
     Secret,
@@ -43,6 +49,8 @@ def register(sub: Any) -> None:
     w.add_argument("--http-port", type=int, metavar="PORT", help="overrides DETECTOR_HTTP_PORT")
     w.add_argument("--max-signals", type=int, metavar="N", help="overrides DETECTOR_MAX_SIGNALS")
     w.add_argument("--cap-interval", metavar="DURATION", help="overrides DETECTOR_CAP_INTERVAL, e.g. 5m")
+    w.add_argument("--suppress-by", metavar="FIELD,...", help="overrides DETECTOR_SUPPRESS_BY, e.g. host.name")
+    w.add_argument("--suppress-for", metavar="DURATION", help="overrides DETECTOR_SUPPRESS_FOR, e.g. 5m")
     w.add_argument("--no-create-topics", action="store_true", help="do not create missing topics at start")
     w.add_argument(
         "--print-config",
@@ -120,6 +128,8 @@ def run_worker(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         max_signals=args.max_signals,
         cap_interval=args.cap_interval,
+        suppress_by=args.suppress_by,
+        suppress_for=args.suppress_for,
         rules=",".join(args.rule) if args.rule else None,
     )
     if args.print_config:
@@ -127,7 +137,7 @@ def run_worker(args: argparse.Namespace) -> int:
         return 0
     # Before anything logs: at debug level aiokafka logs the SASL exchange itself.
     install_log_redaction(cfg)
-    rules = load_rules(cfg.rules)
+    rules = suppression_over(load_rules(cfg.rules), list(cfg.suppress_by) or None, cfg.suppress_for or None)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Secrets print as *** (Secret's str), so the one line that says what this worker runs with is safe to log.
     settings = " ".join(f"{k}={v}" for k, v in effective_settings(cfg).items())

@@ -29,7 +29,7 @@ from mode import Service
 from detector.engine import Engine
 from detector.metrics import CONTENT_TYPE, Metrics
 from detector.rules.model import Rule, duration_seconds
-from detector.stream import publish
+from detector.stream import publish, suppress
 from detector.stream.config import WorkerConfig
 from detector.stream.ingest import IngestLoop
 from detector.times import iso_to_epoch
@@ -37,6 +37,7 @@ from detector.times import iso_to_epoch
 log = logging.getLogger("detector.worker")
 
 TABLE_NAME = "alert-windows"
+GROUPS_TABLE = "alert-groups"  # alert suppression: a rule's groups (<rule id>:<terms digest>) and its watermark
 SEND_RETRY_S = 0.5  # first wait before sending a refused alert again, doubling up to SEND_RETRY_MAX_S
 SEND_RETRY_MAX_S = 5.0
 FETCH_MAX_WAIT_MS = 50
@@ -205,6 +206,10 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     )
     alerts = app.topic(cfg.alerts_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     windows = app.Table(TABLE_NAME, default=None, partitions=cfg.topic_partitions, key_type=str)
+    # Alert suppression (detector/stream/suppress.py): written, like the cap windows, only by the agent that
+    # owns the rule's matches partition, so one worker owns a rule's groups.
+    groups = app.Table(GROUPS_TABLE, default=None, partitions=cfg.topic_partitions, key_type=str)
+    specs = {r.rule_id: s for r in rules if (s := suppress.spec_for(r)) is not None}
     state: dict[str, Any] = {"agent_started": False, "publish_blocked": False}
 
     async def send_alert(key: bytes, value: bytes) -> None:
@@ -234,6 +239,35 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             metrics.backpressure.labels("publish").inc(waited)
             log.warning("backpressure over after %.1f s: alerts are acknowledged again", waited)
 
+    def grouped(
+        window: Any, message: publish.Message, spec: suppress.Spec
+    ) -> tuple[Any, list[publish.Output], list[tuple[str, Any]]]:
+        """A message of a rule with alert suppression: (cap window, outputs, group-table writes to make)."""
+        now = time.time()
+        wm_key = suppress.watermark_key(message.rule_id)
+        watermark = groups.get(wm_key)
+        writes: list[tuple[str, Any]] = []
+        if message.kind == publish.TICK:
+            window, outputs = publish.handle_match(window, message, now, caps)
+            prefix = message.rule_id + ":"
+            for key, group in list(groups.items()):
+                if group is None or key == wm_key or not key.startswith(prefix):
+                    continue
+                new, updates = suppress.on_tick(group, watermark, spec, now)
+                outputs += updates
+                if new is not group:
+                    writes.append((key, new))
+            return window, outputs, writes
+        assert message.alert is not None
+        key = suppress.group_key(message.rule_id, suppress.terms(message.alert, spec.group_by))
+        group = groups.get(key)
+        r = suppress.handle_alert(window, group, watermark, message, now, caps[message.rule_id], spec)
+        if r.group is not group:
+            writes.append((key, r.group))
+        if r.watermark != watermark:
+            writes.append((wm_key, r.watermark))
+        return r.cap_state, r.outputs, writes
+
     @app.agent(matches, name="publish_alerts", concurrency=1)
     async def publish_alerts(stream: Any) -> None:
         state["agent_started"] = True
@@ -243,15 +277,25 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
                 log.error("ignoring a malformed message on %s", cfg.matches_topic)
                 continue
             window = windows.get(message.rule_id)
-            new_window, outputs = publish.handle_match(window, message, time.time(), caps)
+            spec = specs.get(message.rule_id)
+            writes: list[tuple[str, Any]] = []
+            if spec is None:
+                new_window, outputs = publish.handle_match(window, message, time.time(), caps)
+            else:
+                new_window, outputs, writes = grouped(window, message, spec)
             for out in outputs:
                 # at-least-once: the message's offset is acked only after the broker has what it produced
                 await send_alert(out.key.encode(), orjson.dumps(out.record))
+            for key, value in writes:  # after the sends, as the cap window
+                if value is None:
+                    groups.pop(key, None)
+                else:
+                    groups[key] = value
             if new_window is not window:
                 windows[message.rule_id] = new_window
             _observe(metrics, message, outputs, caps)
 
-    capped = [rule_id for rule_id, c in caps.items() if c.limit > 0]
+    capped = [rule_id for rule_id, c in caps.items() if c.limit > 0 or rule_id in specs]
     if capped:
 
         @app.timer(interval=publish.TICK_EVERY_S)  # type: ignore[untyped-decorator]

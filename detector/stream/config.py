@@ -124,6 +124,14 @@ class WorkerConfig:
     rules: tuple[str, ...] = setting((), "rule files (TOML), comma-separated; default: the built-in NetSupport rule")
     max_signals: int = setting(-1, "alerts per rule per window; -1 = the rule's max_signals, 0 = no cap")
     cap_interval: str = setting("", "length of a cap window, e.g. 5m; default: the rule's interval")
+    suppress_by: tuple[str, ...] = setting(
+        (),
+        "alert suppression: 1-3 fields, comma-separated; one alert per group of their values per suppress_for "
+        "of event time, later ones counted into it (replaces a rule's [rule.alert_suppression] group_by)",
+    )
+    suppress_for: str = setting(
+        "", "alert suppression window, e.g. 5m (s, m or h); default: the rule's own, else its interval"
+    )
     prefilter: bool = setting(True, "skip, unparsed, records that cannot match (false: parse and validate all)")
     max_record_bytes: int = setting(1 << 20, "records larger than this go to the dead-letter topic")
     deadletter_max_bytes: int = setting(
@@ -337,6 +345,7 @@ def load_config(
         raise _error("source_maps", str(exc)) from None
     values["topics"] = parse_topics(values["topics"]) if values["topics"] else default_topics()
     values["rules"] = _comma_list(values["rules"])
+    values["suppress_by"] = _comma_list(values["suppress_by"])
     _check(values)
     return WorkerConfig(**values)
 
@@ -367,6 +376,15 @@ def _check(values: Mapping[str, Any]) -> None:
         raise _error("validate_sample_rate", "must be between 0 and 1")
     if values["validate_sample_interval"] < 0:
         raise _error("validate_sample_interval", "must be 0 or more")
+    if len(values["suppress_by"]) > 3:
+        raise _error("suppress_by", "at most 3 fields")
+    if values["suppress_for"]:
+        from detector.rules.model import suppression_duration
+
+        try:
+            suppression_duration(values["suppress_for"])
+        except ValueError as exc:
+            raise _error("suppress_for", str(exc)) from None
 
 
 def _toml_error(config_file: str | Path, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
