@@ -118,7 +118,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     from detector.metrics import Metrics
     from detector.rules.model import load_rules
-    from detector.stream.app import create_app, install_log_redaction
+    from detector.stream.app import changelog_topics, create_app, install_log_redaction
     from detector.stream.topics import ensure_topics, worker_topics
 
     cfg = _config(
@@ -142,14 +142,16 @@ def run_worker(args: argparse.Namespace) -> int:
     # Secrets print as *** (Secret's str), so the one line that says what this worker runs with is safe to log.
     settings = " ".join(f"{k}={v}" for k, v in effective_settings(cfg).items())
     logging.getLogger("detector.worker").info("settings: %s", settings)
+    app = create_app(cfg, rules, Metrics())
     if not args.no_create_topics:
         # Also the start-up check: wrong credentials or an untrusted certificate end the worker here, in one
         # line naming the cause, before Faust starts (without it, aiokafka's refusal stops it, less plainly).
+        # The tables' changelogs too: created by Faust just before it joins, they could be missing from its
+        # consumer's metadata at the first assignment, and the first table write fail (PartitionsMismatch).
         try:
-            ensure_topics(cfg, worker_topics(cfg, include_inputs=True))
+            ensure_topics(cfg, worker_topics(cfg, include_inputs=True), compacted=changelog_topics(app))
         except ConnectionError as exc:
             raise UsageError(str(exc)) from None
-    app = create_app(cfg, rules, Metrics())
     worker = faust.Worker(app, loglevel=cfg.log_level, quiet=True)
     worker.execute_from_commandline()  # returns via SystemExit with the worker's exit status
     return 0

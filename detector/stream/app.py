@@ -28,7 +28,9 @@ from mode import Service
 
 from detector.engine import Engine
 from detector.metrics import CONTENT_TYPE, Metrics
+from detector.prevalence import Recency
 from detector.rules.model import Rule, duration_seconds
+from detector.stream import prevalence as fleet
 from detector.stream import publish, suppress
 from detector.stream.config import WorkerConfig
 from detector.stream.ingest import IngestLoop
@@ -38,6 +40,7 @@ log = logging.getLogger("detector.worker")
 
 TABLE_NAME = "alert-windows"
 GROUPS_TABLE = "alert-groups"  # alert suppression: a rule's groups (<rule id>:<terms digest>) and its watermark
+PREVALENCE_TABLE = "executables"
 SEND_RETRY_S = 0.5  # first wait before sending a refused alert again, doubling up to SEND_RETRY_MAX_S
 SEND_RETRY_MAX_S = 5.0
 FETCH_MAX_WAIT_MS = 50
@@ -172,6 +175,11 @@ def _observe(
             metrics.event_delay.observe(max(done - original, 0.0))
 
 
+def changelog_topics(app: faust.App) -> list[str]:
+    """The changelog topics of the app's tables, for the worker to create (compacted) before Faust starts."""
+    return [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+
+
 def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.App:
     engine = Engine(rules, use_prefilter=cfg.prefilter, max_record_bytes=cfg.max_record_bytes)
     caps = {r.rule_id: publish.Capped(r, *cap_for(r, cfg)) for r in rules}
@@ -210,6 +218,10 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     # owns the rule's matches partition, so one worker owns a rule's groups.
     groups = app.Table(GROUPS_TABLE, default=None, partitions=cfg.topic_partitions, key_type=str)
     specs = {r.rule_id: s for r in rules if (s := suppress.spec_for(r)) is not None}
+    # Fleet prevalence (detector/stream/prevalence.py): executable -> row, written by the owner of its partition.
+    executables = app.Table(PREVALENCE_TABLE, default=None, partitions=cfg.topic_partitions, key_type=str)
+    horizon = float(duration_seconds(cfg.prevalence_horizon))
+    recency: dict[int, Recency] = {}  # per matches partition, so an evicted row's tombstone lands on its own
     state: dict[str, Any] = {"agent_started": False, "publish_blocked": False}
 
     async def send_alert(key: bytes, value: bytes) -> None:
@@ -238,6 +250,39 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             state["publish_blocked"] = False
             metrics.backpressure.labels("publish").inc(waited)
             log.warning("backpressure over after %.1f s: alerts are acknowledged again", waited)
+
+    async def observe_execution(obs: fleet.Observation, partition: int) -> None:
+        """Update the executable's row; send its alert, enriched, on to the matches topic keyed by rule."""
+        now = time.time()
+        row, alert = fleet.handle_observation(
+            executables.get(obs.key), obs, now, horizon=horizon, max_hosts=cfg.prevalence_max_hosts
+        )
+        n = app.consumer.topic_partitions(cfg.matches_topic) or cfg.topic_partitions
+        if alert is not None:
+            rule_id = str(alert.get("kibana.alert.rule.rule_id"))
+            value = publish.match_message(alert, now if obs.consumed_at is None else obs.consumed_at)
+            # The rule's partition as the ingest's producer picks it (not aiokafka's partitioner), so the
+            # enriched alert meets the rule's other matches and ticks at the one owner of its cap window.
+            partition_of_rule = publish.match_partition(rule_id, n)
+            while True:  # at-least-once: the observation's offset is acked only once the broker has the match
+                try:
+                    await (await matches.send(key=rule_id.encode(), value=value, partition=partition_of_rule))
+                    break
+                except Exception as exc:
+                    log.warning("prevalence: match send refused (%r); retrying", exc)
+                    await asyncio.sleep(SEND_RETRY_S)
+        executables[obs.key] = row
+        lru = recency.get(partition)
+        gone: list[str] = []
+        if lru is None:  # first row of this partition since it was assigned: rebuild from the restored table
+            lru = recency[partition] = Recency(cfg.prevalence_max_executables, horizon)
+            # (oldest fleet-last-seen first; then processing time: restored rows count as seen now)
+            for key, old in sorted(executables.items(), key=lambda kv: kv[1]["l"] if kv[1] else 0):
+                if old and key != obs.key and publish.match_partition(key, n) == partition:
+                    gone += lru.touch(key, now)
+        gone += lru.touch(obs.key, now)
+        for key in gone:  # the tombstone goes to this partition's changelog, the row's own
+            executables.pop(key, None)
 
     def grouped(
         window: Any, message: publish.Message, spec: suppress.Spec
@@ -268,10 +313,18 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             writes.append((wm_key, r.watermark))
         return r.cap_state, r.outputs, writes
 
+    @app.on_partitions_revoked.connect
+    def forget_recency(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        recency.clear()  # rebuilt from the table for each partition this worker still (or again) owns
+
     @app.agent(matches, name="publish_alerts", concurrency=1)
     async def publish_alerts(stream: Any) -> None:
         state["agent_started"] = True
         async for value in stream:
+            obs = fleet.decode(value)
+            if obs is not None:
+                await observe_execution(obs, stream.current_event.message.partition)
+                continue
             message = publish.decode(value)
             if message is None:
                 log.error("ignoring a malformed message on %s", cfg.matches_topic)

@@ -132,6 +132,11 @@ class WorkerConfig:
     suppress_for: str = setting(
         "", "alert suppression window, e.g. 5m (s, m or h); default: the rule's own, else its interval"
     )
+    prevalence_horizon: str = setting("30d", "fleet prevalence forgets executions older than this, e.g. 30d")
+    prevalence_max_hosts: int = setting(4000, "hosts kept exactly per executable; more are only counted")
+    prevalence_max_executables: int = setting(
+        200_000, "executables kept in the prevalence table per matches partition (least recently seen out first)"
+    )
     prefilter: bool = setting(True, "skip, unparsed, records that cannot match (false: parse and validate all)")
     max_record_bytes: int = setting(1 << 20, "records larger than this go to the dead-letter topic")
     deadletter_max_bytes: int = setting(

@@ -50,7 +50,7 @@ from detector.alerts.builder import attach_origin
 from detector.engine import Engine
 from detector.metrics import Metrics
 from detector.stream.config import AUTO, WorkerConfig
-from detector.stream.publish import match_message
+from detector.stream.prevalence import prevalence_messages
 
 log = logging.getLogger("detector.ingest")
 
@@ -457,17 +457,11 @@ class IngestLoop(threading.Thread):
             oversized_alert = 0
             for alert in out.alerts:
                 attach_origin(alert, topic, partition, offset)
-                value = match_message(alert, consumed_at)
+            for key, value in prevalence_messages(out, consumed_at):
                 if len(value) > MATCH_MAX_BYTES:
                     oversized_alert = len(value)
                     continue
-                self._produce(
-                    producer,
-                    self.cfg.matches_topic,
-                    value,
-                    alert["kibana.alert.rule.rule_id"].encode(),
-                    on_delivery=on_delivery,
-                )
+                self._produce(producer, self.cfg.matches_topic, value, key, on_delivery=on_delivery)
                 produced += 1
             if oversized_alert:
                 # The alert could be published by neither this producer nor the agent's; the record is kept,

@@ -71,15 +71,27 @@ def _credentials(cfg: WorkerConfig) -> str:
     return cfg.security_protocol
 
 
-def ensure_topics(cfg: WorkerConfig, names: Iterable[str], timeout: float = 30.0) -> list[str]:
-    """Create those of `names` that do not exist; returns the ones created."""
+def ensure_topics(
+    cfg: WorkerConfig, names: Iterable[str], timeout: float = 30.0, compacted: Iterable[str] = ()
+) -> list[str]:
+    """Create those of `names` and `compacted` (`cleanup.policy=compact`: Faust table changelogs) that do not
+    exist; returns the ones created."""
     admin, metadata = connect(cfg, timeout)
     existing = set(metadata.topics)
-    wanted = [n for n in dict.fromkeys(names) if n not in existing]
+    compact = set(compacted)
+    wanted = [n for n in dict.fromkeys([*names, *compacted]) if n not in existing]
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(n, num_partitions=cfg.topic_partitions, replication_factor=cfg.topic_replication) for n in wanted],
+        [
+            NewTopic(
+                n,
+                num_partitions=cfg.topic_partitions,
+                replication_factor=cfg.topic_replication,
+                config={"cleanup.policy": "compact"} if n in compact else {},
+            )
+            for n in wanted
+        ],
         operation_timeout=timeout,
     )
     created = []
