@@ -107,3 +107,9 @@ def test_every_setting_is_a_field_with_the_same_default() -> None:
             assert not value and s.default == ""
         else:
             assert value == s.default and type(value) is type(s.default), s.name
+
+
+@pytest.mark.parametrize("name", ["PREVALENCE_HORIZON", "CAP_INTERVAL"])
+def test_durations_are_checked_when_the_settings_load(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"DETECTOR_{name}.*not a duration"):
+        load_config(env={f"DETECTOR_{name}": "30 days"})

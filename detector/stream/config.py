@@ -28,6 +28,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from detector.rules.exceptions import ExceptionsError, load_exceptions
 from detector.sources import SOURCES, MappingError, add_source_maps
 
 ENV_PREFIX = "DETECTOR_"
@@ -122,6 +123,12 @@ class WorkerConfig:
     topic_partitions: int = setting(4, "partitions for the output and internal topics the worker creates if missing")
     topic_replication: int = setting(1, "replication factor for topics the worker creates")
     rules: tuple[str, ...] = setting((), "rule files (TOML), comma-separated; default: the built-in NetSupport rule")
+    exceptions: tuple[str, ...] = setting(
+        (),
+        "rule exceptions as Kibana's 'export exception list' writes them (NDJSON), comma-separated files; "
+        "re-read when they change, without a restart (see the README, 'Tuning with rule exceptions')",
+    )
+    exceptions_reload_interval: float = setting(5.0, "seconds between checks of the exceptions files for changes")
     max_signals: int = setting(-1, "alerts per rule per window; -1 = the rule's max_signals, 0 = no cap")
     cap_interval: str = setting("", "length of a cap window, e.g. 5m; default: the rule's interval")
     suppress_by: tuple[str, ...] = setting(
@@ -351,6 +358,11 @@ def load_config(
     values["topics"] = parse_topics(values["topics"]) if values["topics"] else default_topics()
     values["rules"] = _comma_list(values["rules"])
     values["suppress_by"] = _comma_list(values["suppress_by"])
+    values["exceptions"] = _comma_list(values["exceptions"])
+    try:
+        load_exceptions(values["exceptions"])  # a broken file stops the worker at start, with the reason
+    except ExceptionsError as exc:
+        raise _error("exceptions", str(exc)) from None
     _check(values)
     return WorkerConfig(**values)
 
@@ -379,12 +391,23 @@ def _check(values: Mapping[str, Any]) -> None:
         raise _error("deadletter_max_bytes", "must be at least 4096 (room for the dead letter's headers)")
     if not 0 <= values["validate_sample_rate"] <= 1:
         raise _error("validate_sample_rate", "must be between 0 and 1")
+    if values["exceptions_reload_interval"] <= 0:
+        raise _error("exceptions_reload_interval", "must be more than 0")
     if values["validate_sample_interval"] < 0:
         raise _error("validate_sample_interval", "must be 0 or more")
     if len(values["suppress_by"]) > 3:
         raise _error("suppress_by", "at most 3 fields")
+    from detector.rules.model import duration_seconds, suppression_duration
+
+    for name in ("prevalence_horizon", "cap_interval"):
+        if values[name]:
+            try:
+                duration_seconds(values[name])
+            except ValueError as exc:
+                raise _error(name, str(exc)) from None
+    if values["prevalence_max_hosts"] < 1 or values["prevalence_max_executables"] < 1:
+        raise _error("prevalence_max_hosts", "prevalence_max_hosts and prevalence_max_executables must be at least 1")
     if values["suppress_for"]:
-        from detector.rules.model import suppression_duration
 
         try:
             suppression_duration(values["suppress_for"])

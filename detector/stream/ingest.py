@@ -50,6 +50,7 @@ from detector.alerts.builder import attach_origin
 from detector.engine import Engine
 from detector.metrics import Metrics
 from detector.stream.config import AUTO, WorkerConfig
+from detector.stream.exceptions_watch import ExceptionsWatch
 from detector.stream.prevalence import prevalence_messages
 
 log = logging.getLogger("detector.ingest")
@@ -280,6 +281,10 @@ class IngestLoop(threading.Thread):
         self._consumer: Consumer | None = None
         self._paused_since: float | None = None
         self._held: list[Message] = []
+        # Rule exceptions: loaded now (a broken file fails the start), re-read between batches when changed.
+        self._exceptions = ExceptionsWatch(cfg.exceptions, cfg.exceptions_reload_interval, metrics)
+        if cfg.exceptions:
+            self._exceptions.start(engine)
 
     @property
     def paused(self) -> bool:
@@ -377,6 +382,8 @@ class IngestLoop(threading.Thread):
                 now = time.monotonic()
                 if batch:
                     self._process_batch(consumer, producer, batch)
+                if self.cfg.exceptions:
+                    self._exceptions.poll(self.engine, now)
                 if now - last_lag >= LAG_EVERY_S:
                     self._update_lag(consumer)
                     last_lag = now
@@ -454,6 +461,8 @@ class IngestLoop(threading.Thread):
                 m.without_event.labels(out.source or source or AUTO, out.no_event).inc()
             for field, _why in out.ignored:  # rare: a record with a value Elasticsearch would not index
                 m.malformed_values.labels(out.source or source or AUTO, field).inc()
+            for list_id, item_id in out.excluded:  # alerts a rule exception dropped
+                m.alerts_excluded.labels(list_id, item_id).inc()
             oversized_alert = 0
             for alert in out.alerts:
                 attach_origin(alert, topic, partition, offset)
