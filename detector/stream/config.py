@@ -408,7 +408,6 @@ def _check(values: Mapping[str, Any]) -> None:
     if values["prevalence_max_hosts"] < 1 or values["prevalence_max_executables"] < 1:
         raise _error("prevalence_max_hosts", "prevalence_max_hosts and prevalence_max_executables must be at least 1")
     if values["suppress_for"]:
-
         try:
             suppression_duration(values["suppress_for"])
         except ValueError as exc:
