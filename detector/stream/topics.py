@@ -104,4 +104,32 @@ def ensure_topics(
                 continue
             raise
     log.info("created topics %s", created)
+    _await_visible(admin, created, timeout)
     return created
+
+
+def _await_visible(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Wait until the broker's metadata lists each new topic with a leader for every partition.
+
+    A created topic reaches the broker's metadata cache a moment after the controller commits it. A Faust
+    consumer that joins its group in that moment is told the topic is missing, is assigned nothing from it,
+    and looks again only at its next metadata refresh, minutes later: the agents would sit idle. Seen on a
+    loaded machine; waiting here costs milliseconds.
+    """
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+        for name in list(pending):
+            topic = metadata.topics.get(name)
+            if (
+                topic is not None
+                and topic.error is None
+                and topic.partitions
+                and all(p.error is None and p.leader >= 0 for p in topic.partitions.values())
+            ):
+                pending.discard(name)
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        log.warning("topics %s were created but are not in the broker's metadata yet", sorted(pending))
