@@ -46,6 +46,21 @@ def test_alert_has_kibana_fields_and_source_event() -> None:
     assert EVENT["event"]["kind"] == "event"  # the source event is not modified
 
 
+def test_alert_carries_ecs_version_and_rule_author_license_false_positives_at_the_top_level() -> None:
+    # Fields of Kibana's alert field map a producer can set: ecs.version (ECS field map) and the rule's
+    # kibana.alert.rule.author / license / false_positives (rulesFieldMap: false_positives is required there).
+    alert = build_alert(RULE, EVENT, source="endpoint", digest=record_digest(b"{}"))
+    jsonschema.validate(alert, SCHEMA)
+    assert alert["ecs.version"] == "8.11.0" and "ecs" not in alert
+    assert alert["kibana.alert.rule.author"] == ["Elastic"]
+    assert alert["kibana.alert.rule.license"] == "Elastic License v2"
+    assert alert["kibana.alert.rule.false_positives"] == list(RULE.false_positives)
+    params = alert["kibana.alert.rule.parameters"]
+    assert (params["author"], params["license"]) == (alert["kibana.alert.rule.author"], RULE.license)
+    for key in ("ecs.version", "kibana.alert.rule.author", "kibana.alert.rule.license"):
+        assert key in SCHEMA["required"], key
+
+
 def test_reason_names_process_parent_user_host() -> None:
     text = reason(RULE, EVENT)
     assert text == (

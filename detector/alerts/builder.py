@@ -16,6 +16,9 @@ from detector.rules.model import Rule
 from detector.times import now_iso
 
 ALERT_SCHEMA_VERSION = "8.17.0"
+# The ECS version Kibana's alerts-as-data ECS field map (8.x) is generated from; the alerts index maps
+# `ecs.version` as a keyword and Kibana sets it on every alert it writes.
+ECS_VERSION = "8.11.0"
 _ORIGINAL_EVENT_FIELDS = ("action", "category", "code", "created", "dataset", "id", "kind", "module", "type")
 
 
@@ -91,6 +94,9 @@ def build_alert(
             "kibana.alert.rule.note": rule.note,
             "kibana.alert.rule.references": list(rule.references),
             "kibana.alert.rule.tags": list(rule.tags),
+            "kibana.alert.rule.author": list(rule.author),
+            "kibana.alert.rule.license": rule.license,
+            "kibana.alert.rule.false_positives": list(rule.false_positives),
             "kibana.alert.rule.type": rule.type,
             "kibana.alert.rule.from": rule.from_,
             "kibana.alert.rule.interval": rule.interval,
@@ -111,6 +117,7 @@ def build_alert(
             "kibana.alert.start": ts,
             "kibana.space_ids": ["default"],
             "kibana.version": ALERT_SCHEMA_VERSION,
+            "ecs.version": ECS_VERSION,
             "detector.source": source,
             "detector.version": __version__,
         }
