@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements-dev.lock
 lock:
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install -q pip-tools
 	$(VENV)-lock/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-find-links -o requirements.lock pyproject.toml
-	$(VENV)-lock/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --extra dev -o requirements-dev.lock pyproject.toml
+	$(VENV)-lock/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-find-links --extra dev -o requirements-dev.lock pyproject.toml
 	rm -rf $(VENV)-lock
 
 ## The whole suite; tests that need Kafka start the broker themselves (deploy/kafka/kafka.sh).
