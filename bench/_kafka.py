@@ -1,14 +1,35 @@
-"""Helpers shared by the streaming benchmarks: broker check, a worker subprocess, metric reading."""
+"""Helpers shared by the streaming benchmarks: broker check, a worker subprocess, metric reading, results.
+
+The broker is BENCH_BOOTSTRAP (default 127.0.0.1:9092) unless a bench is given --bootstrap.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import multiprocessing
 import os
+import platform
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+# NewTopic is documented in confluent_kafka.admin but not marked as re-exported there.
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from detector.engine import Engine
+from detector.rules.model import load_rules
+from tools.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,3 +88,241 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+DEFAULT_BOOTSTRAP = os.environ.get("BENCH_BOOTSTRAP", "127.0.0.1:9092")
+RESULTS = REPO / "bench" / "results"
+
+
+def worker_env(prefix: str, group: str, sources: list[str], **extra: str) -> dict[str, str]:
+    """A worker's settings for topics <prefix>.<source> and outputs <prefix>.alerts / .deadletter / .matches."""
+    return {
+        "DETECTOR_CONSUMER_GROUP": group,
+        "DETECTOR_TOPICS": ",".join(f"{prefix}.{s}={s}" for s in sources),
+        "DETECTOR_ALERTS_TOPIC": f"{prefix}.alerts",
+        "DETECTOR_DEADLETTER_TOPIC": f"{prefix}.deadletter",
+        "DETECTOR_MATCHES_TOPIC": f"{prefix}.matches",
+        "DETECTOR_MAX_SIGNALS": "0",  # no cap: every positive must come out as an alert
+        **extra,
+    }
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process from /proc (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a figure was measured on: cores, CPU, memory, Python, the commit (and whether the tree was dirty)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_subject": git("log", "-1", "--format=%s")[:120],
+        "git_dirty_detector": bool(git("status", "--porcelain", "--", "detector")),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """bench/results/<name>.json with the machine facts attached; returns its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_bytes(orjson.dumps({"machine": machine_facts(), **payload}, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
+
+
+# -- paced input with time-stamped positives (latency and memory benches) ----------------------------------
+# A positive's command line carries "#@<seq, 8 digits>@<produce time, ns since the epoch, 19 digits>", which
+# reaches the alert's process.command_line: the alert says itself when its record was produced.
+PLACEHOLDER = b"#@00000000@0000000000000000000"
+TOKEN_RE = re.compile(rb"#@(\d{8})@(\d{19})")
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    benign: list[tuple[str, bytes]]  # (source, raw): the realistic mix without its positives
+    positives: list[tuple[str, bytes]]  # (source, raw with PLACEHOLDER in the command line)
+
+
+def _benign_chunk(args: tuple[int, int]) -> list[tuple[str, bytes]]:
+    n, seed = args
+    return [(g.source, g.raw) for g in generate(n, seed=seed, netsupport_rate=0.001) if g.kind != "positive"]
+
+
+def _positive_templates(seed: int, per_source: int = 4) -> list[tuple[str, bytes]]:
+    """Generated positives whose command line takes the placeholder and still raise an alert that shows it."""
+    engine = Engine(load_rules())
+    out: list[tuple[str, bytes]] = []
+    per: dict[str, int] = {}
+    for g in generate(4000, seed=seed, netsupport_rate=1.0):
+        if per.get(g.source, 0) >= per_source:
+            continue
+        first = engine.process(g.raw, g.source)
+        if not first.alerts:
+            continue
+        cmd = first.alerts[0].get("process", {}).get("command_line")
+        if not isinstance(cmd, str) or not cmd:
+            continue
+        encoded = orjson.dumps(cmd)[1:-1]
+        if encoded not in g.raw:
+            continue
+        raw = g.raw.replace(encoded, encoded + b" " + PLACEHOLDER)
+        check = engine.process(raw.replace(PLACEHOLDER, b"#@00000001@1000000000000000000"), g.source)
+        if check.alerts and b"#@00000001@1000000000000000000" in orjson.dumps(check.alerts[0]):
+            out.append((g.source, raw))
+            per[g.source] = per.get(g.source, 0) + 1
+    if not out:
+        raise SystemExit("no positive template carries a command line: cannot time alerts")
+    return out
+
+
+def build_pool(n: int, seed: int) -> Pool:
+    """`n` benign records of the generator's mix (two processes) and positive templates."""
+    half = n // 2
+    with multiprocessing.get_context("fork").Pool(2) as workers:
+        chunks = workers.map(_benign_chunk, [(half, seed), (n - half, seed + 1000)])
+    return Pool([r for c in chunks for r in c], _positive_templates(seed))
+
+
+@dataclass(slots=True)
+class Paced:
+    sent: int = 0
+    positives: int = 0
+    seconds: float = 0.0
+    full_queue_waits: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+
+def paced_produce(
+    producer: Producer,
+    prefix: str,
+    pool: Pool,
+    rate: float,
+    seconds: float,
+    positive_every: int,
+    seq0: int,
+    stop: threading.Event | None = None,
+) -> Paced:
+    """Produce at `rate` records/s for `seconds`, every `positive_every`-th a positive numbered from `seq0`.
+
+    Paced by the clock (a record is due at start + i/rate; what is due is produced at once), so a producer
+    that falls behind catches up in bursts; the achieved rate is what was actually sent in the window.
+    """
+    benign, positives = pool.benign, pool.positives
+    nb, np_ = len(benign), len(positives)
+    topics = {s: f"{prefix}.{s}" for s in {s for s, _ in benign} | {s for s, _ in positives}}
+    res = Paced()
+    produce, poll, clock = producer.produce, producer.poll, time.perf_counter
+    start = clock()
+    i = 0
+    while True:
+        now = clock() - start
+        if now >= seconds or (stop is not None and stop.is_set()):
+            break
+        # at most 2 ms of records per burst, so a producer that has fallen behind still sees the window end
+        due = min(int(now * rate) + 1, int(seconds * rate), i + max(1, int(rate / 500)))
+        while i < due:
+            if i % positive_every == positive_every - 1:
+                source, raw = positives[res.positives % np_]
+                token = b"#@%08d@%019d" % (seq0 + res.positives, time.time_ns())
+                value = raw.replace(PLACEHOLDER, token)
+                res.positives += 1
+            else:
+                source, value = benign[i % nb]
+            while True:
+                try:
+                    produce(topics[source], value)
+                    break
+                except BufferError:
+                    res.full_queue_waits += 1
+                    poll(0.01)
+            i += 1
+        poll(0)
+        if i >= int((clock() - start) * rate):
+            time.sleep(0.0005)
+    res.seconds = clock() - start
+    res.sent = i
+    return res
+
+
+def paced_producer(bootstrap: str) -> Producer:
+    # lz4 and a short linger like a log shipper's; the linger is part of the produce-to-alert figure.
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        }
+    )
+
+
+def create_topics(bootstrap: str, topics: list[str], partitions: int = 4, config: dict[str, str] | None = None) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = [NewTopic(t, num_partitions=partitions, replication_factor=1, config=config or {}) for t in topics]
+    for fut in admin.create_topics(new).values():
+        fut.result()
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.delete_topics(topics).values():
+        with contextlib.suppress(Exception):  # already gone: nothing to clean
+            fut.result()
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max of `values` (nearest rank), 0s when empty."""
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    s = sorted(values)
+
+    def rank(q: float) -> float:
+        return s[min(len(s), max(1, math.ceil(q * len(s)))) - 1]
+
+    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "max": s[-1]}

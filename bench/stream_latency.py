@@ -1,122 +1,207 @@
-"""p50/p99 from produce to alert through one `detector worker`, at a steady input rate (default 2,000/s).
+"""Produce -> alert latency through one `detector worker` at steady input rates (default 1k, 5k and 50k/s).
 
-    make kafka-up && .venv/bin/python -m bench.stream_latency [--rate 2000] [--seconds 30]
+    make kafka-up && .venv/bin/python -m bench.stream_latency [--bootstrap HOST:PORT] [--rates 1000,5000,50000]
+        [--seconds 15]
 
-Latency of one alert = the time the alert is read from the alerts topic minus the time its source
-record was handed to the producer (same machine, same clock). The input mixes the eight sources with
-~1% NetSupport so that a 30 s run yields hundreds of alerts to take percentiles over.
+One worker, started once, reads eight topics (one per source) while a paced producer writes the generator's
+realistic mix (benign records and near-misses, ~2.2 KB) at each rate in turn, for a timed window each. Every
+`rate / positives-per-second`-th record is a NetSupport positive whose command line carries its sequence
+number and the time it was handed to the producer (ns since the epoch); a reader in its own process (so the
+producer's loop cannot delay it) takes alerts off the alerts topic and subtracts. Same machine, same clock.
+
+Latency = alert read from the alerts topic - positive handed to the producer, so it includes the producer's
+linger (5 ms, lz4), the broker, the worker's batching, the matches topic, the Faust agent (prevalence, cap)
+and the alerts topic. Lost = positives produced whose alert never came (30 s grace after each window).
+Positives per second: max(0.1% of the rate, --min-positives-per-s), so low rates still give percentiles.
+Writes bench/results/stream_latency.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import multiprocessing
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from typing import Any
 
-import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer
 
-from bench._kafka import require_broker, start_worker
+from bench._kafka import (
+    DEFAULT_BOOTSTRAP,
+    TOKEN_RE,
+    build_pool,
+    cpu_seconds,
+    create_topics,
+    delete_topics,
+    metric_sum,
+    paced_produce,
+    paced_producer,
+    quantiles,
+    require_broker,
+    start_worker,
+    stop,
+    worker_env,
+    write_result,
+)
 from detector.sources import SOURCES
-from tools.synth import generate
+
+GRACE_S = 30.0
+
+
+def read_alerts(bootstrap: str, topic: str, out: str, ready: EventType, done: EventType) -> None:
+    """Reader process: one line "<seq> <latency ns>" per alert carrying a token, appended to `out`."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"lat-reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 5,  # the reader must not add its own long poll to the figure
+            "enable.auto.commit": False,
+        }
+    )
+    reader.subscribe([topic])
+    with open(out, "a", buffering=1) as fh:
+        ready.set()
+        while not done.is_set():
+            batch = reader.consume(num_messages=500, timeout=0.05)
+            now = time.time_ns()
+            for m in batch:
+                value = m.value()
+                if m.error() is not None or not value:
+                    continue
+                found = TOKEN_RE.search(value)
+                if found:
+                    fh.write(f"{int(found.group(1))} {now - int(found.group(2))}\n")
+    reader.close()
+
+
+def received(path: Path) -> dict[int, list[int]]:
+    """seq -> latencies (ns) of its alerts so far (more than one: a duplicate, at-least-once)."""
+    seen: dict[int, list[int]] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            seen.setdefault(int(parts[0]), []).append(int(parts[1]))
+    return seen
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
-    ap.add_argument("--rate", type=float, default=2000.0)
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--netsupport-rate", type=float, default=0.01)
+    ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="broker (default $BENCH_BOOTSTRAP or 9092)")
+    ap.add_argument("--rates", default="1000,5000,50000", help="records/s, comma-separated, run in this order")
+    ap.add_argument("--seconds", type=float, default=15.0, help="timed window per rate (default 15)")
+    ap.add_argument("--min-positives-per-s", type=float, default=20.0)
+    ap.add_argument("--pool", type=int, default=60_000, help="distinct benign records cycled by the producer")
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--no-json", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args()
     require_broker(args.bootstrap)
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    print(f"generating a pool of {args.pool:,} records and positive templates ...", flush=True)
+    pool = build_pool(args.pool, args.seed)
     prefix = f"lat{uuid.uuid4().hex[:8]}"
     topics = [f"{prefix}.{s}" for s in SOURCES]
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    for fut in admin.create_topics([NewTopic(t, num_partitions=4, replication_factor=1) for t in topics]).values():
-        fut.result()
-    n = int(args.rate * args.seconds)
-    records = list(generate(n, seed=5, netsupport_rate=args.netsupport_rate))
-    env = {
-        "DETECTOR_BOOTSTRAP_SERVERS": args.bootstrap,
-        "DETECTOR_CONSUMER_GROUP": f"{prefix}-group",
-        "DETECTOR_TOPICS": ",".join(f"{prefix}.{s}={s}" for s in SOURCES),
-        "DETECTOR_ALERTS_TOPIC": f"{prefix}.alerts",
-        "DETECTOR_DEADLETTER_TOPIC": f"{prefix}.deadletter",
-        "DETECTOR_MATCHES_TOPIC": f"{prefix}.matches",
-        "DETECTOR_MAX_SIGNALS": "0",
-        "DETECTOR_AUTO_OFFSET_RESET": "latest",
-    }
-    sent_at: dict[tuple[str, int, int], float] = {}
-    latencies: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, _ = start_worker(env, Path(tmp) / "worker.log")
-        reader = Consumer(
-            {
-                "bootstrap.servers": args.bootstrap,
-                "group.id": f"{prefix}-reader",
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 10,  # the reader must not add its own long-poll delay to the figure
-            }
-        )
-        reader.subscribe([f"{prefix}.alerts"])
-        stop = threading.Event()
-
-        def read_alerts() -> None:
-            while not stop.is_set():
-                for m in reader.consume(num_messages=1, timeout=0.05):
-                    if m.error() is not None or not m.value():
-                        continue
-                    now = time.time()
-                    origin = orjson.loads(m.value()).get("detector.origin", {})
-                    key = (origin.get("topic"), origin.get("partition"), origin.get("offset"))
-                    if key in sent_at:
-                        latencies.append(now - sent_at[key])
-
-        t = threading.Thread(target=read_alerts)
-        t.start()
-        producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 0, "acks": "all"})
-
-        def delivered(sent: float) -> Callable[[KafkaError | None, Message], None]:
-            def on_delivery(err: KafkaError | None, msg: Message) -> None:
-                if err is None:
-                    sent_at[(msg.topic(), msg.partition(), msg.offset())] = sent
-
-            return on_delivery
-
-        start = time.perf_counter()
-        expected = 0
-        for i, g in enumerate(records):
-            delay = start + i / args.rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            producer.produce(f"{prefix}.{g.source}", value=g.raw, on_delivery=delivered(time.time()))
-            producer.poll(0)
-            expected += bool(g.expect_alert)
-        producer.flush()
-        achieved = n / (time.perf_counter() - start)
-        deadline = time.monotonic() + 30
-        while len(latencies) < expected and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stop.set()
-        t.join()
-        reader.close()
-        proc.terminate()
-        proc.wait(60)
-    admin.delete_topics([*topics, f"{prefix}.alerts", f"{prefix}.deadletter", f"{prefix}.matches"])
-    if not latencies:
-        raise SystemExit("no alerts were received")
-    qs = statistics.quantiles(latencies, n=100)
-    print(f"input {achieved:,.0f} records/s for {args.seconds:.0f} s; alerts received {len(latencies)}/{expected}")
+    outputs = [f"{prefix}.alerts", f"{prefix}.deadletter", f"{prefix}.matches"]
+    create_topics(args.bootstrap, topics)
+    env = worker_env(prefix, f"{prefix}-group", list(SOURCES), DETECTOR_BOOTSTRAP_SERVERS=args.bootstrap)
+    rows: list[dict[str, Any]] = []
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            log = Path(tmp) / "worker.log"
+            proc, port = start_worker(env, log)
+            out = Path(tmp) / "alerts.txt"
+            out.touch()
+            ready, done = ctx.Event(), ctx.Event()
+            reader = ctx.Process(target=read_alerts, args=(args.bootstrap, f"{prefix}.alerts", str(out), ready, done))
+            reader.start()
+            ready.wait(60)
+            producer = paced_producer(args.bootstrap)
+            try:
+                # Warm-up, not counted: the worker's first batches, the agent's first match, the reader's join.
+                warm = paced_produce(producer, prefix, pool, 1000, 5.0, 100, seq0=90_000_000)
+                producer.flush()
+                deadline = time.monotonic() + GRACE_S
+                while time.monotonic() < deadline:
+                    if sum(1 for s in received(out) if s >= 90_000_000) >= warm.positives:
+                        break
+                    time.sleep(0.2)
+                seq0 = 0
+                for rate in rates:
+                    every = max(1, round(rate / max(rate * 0.001, args.min_positives_per_s)))
+                    consumed0 = metric_sum(port, "detector_records_consumed_total")
+                    cpu0 = cpu_seconds(proc.pid)
+                    print(f"{rate:,.0f} records/s for {args.seconds:.0f} s (a positive every {every}) ...", flush=True)
+                    res = paced_produce(producer, prefix, pool, rate, args.seconds, every, seq0)
+                    producer.flush()
+                    cpu_window = cpu_seconds(proc.pid) - cpu0
+                    wanted = set(range(seq0, seq0 + res.positives))
+                    deadline = time.monotonic() + GRACE_S
+                    while time.monotonic() < deadline:
+                        got = received(out)
+                        if wanted <= got.keys():
+                            break
+                        time.sleep(0.2)
+                    drained = time.monotonic() - (deadline - GRACE_S)
+                    consumed = metric_sum(port, "detector_records_consumed_total") - consumed0
+                    got = received(out)
+                    mine = {s: v for s, v in got.items() if s in wanted}
+                    lat_ms = sorted(v[0] / 1e6 for v in mine.values())
+                    q = quantiles(lat_ms)
+                    rows.append(
+                        {
+                            "target_rate": rate,
+                            "achieved_rate": round(res.rate, 1),
+                            "window_s": round(res.seconds, 2),
+                            "records_produced": res.sent,
+                            "records_consumed_by_worker": int(consumed),
+                            "producer_full_queue_waits": res.full_queue_waits,
+                            "positives": res.positives,
+                            "alerts_received": len(mine),
+                            "alerts_lost": len(wanted - mine.keys()),
+                            "duplicates": sum(len(v) - 1 for v in mine.values()),
+                            "worker_cpu_s_in_window": round(cpu_window, 2),
+                            "worker_cpu_share": round(cpu_window / res.seconds, 2),
+                            "drain_after_window_s": round(drained, 1),
+                            "latency_ms": {k: round(v, 2) for k, v in q.items()},
+                            "latencies_ms": [round(x, 2) for x in lat_ms],
+                        }
+                    )
+                    seq0 += 1_000_000
+            finally:
+                done.set()
+                reader.join(30)
+                stop(proc)
+    finally:
+        delete_topics(args.bootstrap, topics + outputs)
+    print()
     print(
-        f"produce -> alert latency: p50 {qs[49] * 1000:.1f} ms, p99 {qs[98] * 1000:.1f} ms, "
-        f"max {max(latencies) * 1000:.1f} ms"
+        f"{'target/s':>9}{'achieved/s':>12}{'window s':>9}{'alerts':>9}{'lost':>6}{'dup':>5}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'worker CPU':>11}"
     )
+    for r in rows:
+        lat = r["latency_ms"]
+        print(
+            f"{r['target_rate']:>9,.0f}{r['achieved_rate']:>12,.0f}{r['window_s']:>9.1f}"
+            f"{r['alerts_received']:>5}/{r['positives']:<4}{r['alerts_lost']:>5}{r['duplicates']:>5}"
+            f"{lat['p50']:>9.1f}{lat['p95']:>9.1f}{lat['p99']:>9.1f}{lat['max']:>9.1f}{r['worker_cpu_share']:>10.0%}"
+        )
+    if not args.no_json:
+        path = write_result(
+            "stream_latency",
+            {
+                "bench": "stream_latency",
+                "command": "python -m bench.stream_latency " + f"--rates {args.rates} --seconds {args.seconds:g}",
+                "seconds_per_rate": args.seconds,
+                "record_mix": "tools.synth generate mix (8 sources, ~2.2 KB), positives time-stamped",
+                "producer": "confluent-kafka, linger.ms 5, lz4, acks all",
+                "rates": rows,
+            },
+        )
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,38 +1,65 @@
-"""Records/s through one `detector worker` draining a pre-loaded topic, beside a bare confluent-kafka loop.
+"""Records/s draining pre-loaded topics: `detector worker`, a bare confluent-kafka loop (the ceiling), plain Faust.
 
-    make kafka-up && .venv/bin/python -m bench.stream_throughput [--records 500000]
+    make kafka-up && .venv/bin/python -m bench.stream_throughput [--bootstrap HOST:PORT] [--records 1000000]
 
-Both read the same pre-loaded topics (a realistic mix of the eight sources, ~0.1% NetSupport) with a
-fresh consumer group, in the same run, so their ratio is meaningful on a noisy shared machine.
+The topics (one per source, 4 partitions each) hold --records records of tools/synth.py's realistic mix (8
+sources, ~2.2 KB, ~0.1% NetSupport), produced uncompressed by two generator processes. They are kept and
+reused by later runs with the same --records and --seed (named tput-<records>-s<seed>.<source>), since
+generating a million records costs minutes; --fresh-topics makes new ones, --delete-topics removes them after.
+
+Three consumers read the same topics, one after the other, each with a fresh consumer group, in the same run:
+- bare:   a confluent-kafka consume(2000) loop that only counts records (what the broker and client can give);
+          it passes over the topics again with a new group until >= --min-seconds are timed (each pass alone
+          is a few seconds), and its rate is all passes' records over all passes' time
+- worker: `detector worker` (one process) from its first record consumed to zero lag
+- faust:  bench/plain_faust.py, a Faust agent doing the same per-record work (Engine.process, dead letters
+          and matches sent)
+Each is timed from its first record to its last (start-up and group join not counted); CPU is the process's
+user+system time over the same span (all threads: librdkafka's, Faust's). Writes bench/results/stream_throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench._kafka import cpu_seconds, metric_sum, require_broker, start_worker
+from bench._kafka import (
+    DEFAULT_BOOTSTRAP,
+    REPO,
+    cpu_seconds,
+    create_topics,
+    delete_topics,
+    metric_sum,
+    require_broker,
+    start_worker,
+    stop,
+    worker_env,
+    write_result,
+)
 from detector.sources import SOURCES
 from tools.synth import generate
 
+PARTITIONS = 4
 
-def preload(bootstrap: str, prefix: str, n: int, seed: int) -> dict[str, int]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [f"{prefix}.{s}" for s in SOURCES]
-    for fut in admin.create_topics([NewTopic(t, num_partitions=4, replication_factor=1) for t in topics]).values():
-        fut.result()
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1000000, "compression.type": "lz4"}
-    )
-    counts = dict.fromkeys(SOURCES, 0)
+
+def _preload_part(args: tuple[str, str, int, int]) -> tuple[int, int, int]:
+    """One generator process: `n` records of seed `seed` onto <prefix>.<source>; returns (records, bytes, positives)."""
+    bootstrap, prefix, n, seed = args
+    # Uncompressed: aiokafka (under Faust) has no lz4 codec here, and all three consumers must read the same bytes.
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1000000})
+    size = positives = 0
     for g in generate(n, seed=seed, netsupport_rate=0.001):
         while True:
             try:
@@ -40,12 +67,59 @@ def preload(bootstrap: str, prefix: str, n: int, seed: int) -> dict[str, int]:
                 break
             except BufferError:
                 producer.poll(0.05)
-        counts[g.source] += 1
+        size += len(g.raw)
+        positives += bool(g.expect_alert)
     producer.flush()
-    return counts
+    return n, size, positives
 
 
-def bare_loop(bootstrap: str, topics: list[str], n: int) -> tuple[float, float]:
+def topic_records(bootstrap: str, topics: list[str]) -> int:
+    """Records held by `topics` (high - low watermark, summed), -1 if one does not exist."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}"})
+    try:
+        meta = c.list_topics(timeout=10)
+        total = 0
+        for t in topics:
+            if t not in meta.topics or meta.topics[t].error is not None:
+                return -1
+            for p in meta.topics[t].partitions:
+                low, high = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+                total += high - low
+        return total
+    finally:
+        c.close()
+
+
+def preload(bootstrap: str, prefix: str, n: int, seed: int) -> dict[str, Any]:
+    topics = [f"{prefix}.{s}" for s in SOURCES]
+    meta_path = Path(tempfile.gettempdir()) / f"{prefix}.json"
+    held = topic_records(bootstrap, topics)
+    if held == n and meta_path.exists():
+        info: dict[str, Any] = orjson.loads(meta_path.read_bytes())
+        print(f"reusing {n:,} pre-loaded records on {prefix}.<source>", flush=True)
+        return {**info, "reused": True}
+    if held >= 0:
+        delete_topics(bootstrap, topics)
+        time.sleep(2)
+    create_topics(bootstrap, topics, PARTITIONS)
+    print(f"pre-loading {n:,} records onto {len(topics)} topics {prefix}.<source> (2 processes) ...", flush=True)
+    t = time.perf_counter()
+    half = n // 2
+    with multiprocessing.get_context("fork").Pool(2) as workers:
+        parts = workers.map(_preload_part, [(bootstrap, prefix, half, seed), (bootstrap, prefix, n - half, seed + 1)])
+    took = time.perf_counter() - t
+    info = {
+        "records": sum(p[0] for p in parts),
+        "bytes": sum(p[1] for p in parts),
+        "positives": sum(p[2] for p in parts),
+        "preload_seconds": round(took, 1),
+    }
+    meta_path.write_bytes(orjson.dumps(info))
+    print(f"pre-loaded in {took:.0f} s", flush=True)
+    return {**info, "reused": False}
+
+
+def bare_pass(bootstrap: str, topics: list[str], n: int) -> tuple[float, float]:
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -58,71 +132,169 @@ def bare_loop(bootstrap: str, topics: list[str], n: int) -> tuple[float, float]:
     )
     c.subscribe(topics)
     seen = 0
-    start = None
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    start: float | None = None
+    cpu0 = 0.0
     while seen < n:
         batch = c.consume(num_messages=2000, timeout=1.0)
         if batch and start is None:
             start = time.perf_counter()
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            cpu0 = r.ru_utime + r.ru_stime
         seen += sum(1 for m in batch if m.error() is None)
     elapsed = time.perf_counter() - (start or time.perf_counter())
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    r = resource.getrusage(resource.RUSAGE_SELF)
     c.close()
-    return elapsed, (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return elapsed, r.ru_utime + r.ru_stime - cpu0
 
 
-def worker_drain(bootstrap: str, prefix: str, n: int, log: Path) -> tuple[float, float]:
-    env = {
-        "DETECTOR_BOOTSTRAP_SERVERS": bootstrap,
-        "DETECTOR_CONSUMER_GROUP": f"bench-worker-{uuid.uuid4().hex[:8]}",
-        "DETECTOR_TOPICS": ",".join(f"{prefix}.{s}={s}" for s in SOURCES),
-        "DETECTOR_ALERTS_TOPIC": f"{prefix}.alerts",
-        "DETECTOR_DEADLETTER_TOPIC": f"{prefix}.deadletter",
-        "DETECTOR_MATCHES_TOPIC": f"{prefix}.matches",
-        "DETECTOR_MAX_SIGNALS": "0",
-    }
+def bare(bootstrap: str, topics: list[str], n: int, min_seconds: float) -> dict[str, Any]:
+    seconds = cpu = 0.0
+    passes = 0
+    while seconds < min_seconds:
+        s, c = bare_pass(bootstrap, topics, n)
+        seconds, cpu, passes = seconds + s, cpu + c, passes + 1
+    return {"records": n * passes, "seconds": seconds, "cpu_seconds": cpu, "passes": passes}
+
+
+def worker_drain(bootstrap: str, prefix: str, n: int, log: Path) -> dict[str, Any]:
+    env = worker_env(
+        prefix, f"bench-worker-{uuid.uuid4().hex[:8]}", list(SOURCES), DETECTOR_BOOTSTRAP_SERVERS=bootstrap
+    )
     proc, port = start_worker(env, log)
     try:
-        # Timed from the first record consumed to the last, so start-up is not counted.
-        t0 = None
+        # Timed from the first record consumed to the last, so start-up is not counted. The counter is scraped
+        # every 0.25 s (a scrape costs the worker CPU); the first and last scrape bound the timing error.
+        t0: float | None = None
         cpu0 = 0.0
         while True:
             done = metric_sum(port, "detector_records_consumed_total")
             now = time.perf_counter()
             if done > 0 and t0 is None:
-                t0, cpu0 = now, cpu_seconds(proc.pid)
+                t0, cpu0, first = now, cpu_seconds(proc.pid), done
             if done >= n:
-                return now - (t0 or now), cpu_seconds(proc.pid) - cpu0
-            time.sleep(0.5)  # scraping /metrics costs the worker CPU: not too often
+                assert t0 is not None
+                # the records counted at the first scrape were consumed before t0: not in the timed span
+                return {
+                    "records": int(done - first),
+                    "seconds": now - t0,
+                    "cpu_seconds": cpu_seconds(proc.pid) - cpu0,
+                    "alerts_matched": int(metric_sum(port, "detector_alerts_emitted_total")),
+                }
+            if proc.poll() is not None:
+                sys.exit(f"worker exited: see {log}")
+            time.sleep(0.25)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
+
+
+def faust_drain(bootstrap: str, prefix: str, n: int, tmp: Path) -> dict[str, Any]:
+    result = tmp / "plain_faust.json"
+    log = tmp / "plain_faust.log"
+    env = {
+        **os.environ,
+        "PF_BOOTSTRAP": bootstrap,
+        "PF_GROUP": f"bench-faust-{uuid.uuid4().hex[:8]}",
+        "PF_TOPICS": ",".join(f"{prefix}.{s}={s}" for s in SOURCES),
+        "PF_MATCHES": f"{prefix}.pf-matches",
+        "PF_DEADLETTER": f"{prefix}.pf-deadletter",
+        "PF_RECORDS": str(n),
+        "PF_RESULT": str(result),
+        "PF_DATADIR": str(tmp / "faust"),
+    }
+    create_topics(bootstrap, [env["PF_MATCHES"], env["PF_DEADLETTER"]], PARTITIONS)
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.plain_faust", "worker", "-l", "warn"],
+            env=env,
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 3600
+        while not result.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"plain Faust agent exited or hung: see {log}")
+            time.sleep(0.5)
+        time.sleep(0.2)
+        doc: dict[str, Any] = orjson.loads(result.read_bytes())
+        return doc
+    finally:
+        stop(proc)
+        delete_topics(bootstrap, [env["PF_MATCHES"], env["PF_DEADLETTER"]])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
-    ap.add_argument("--records", type=int, default=500_000)
+    ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="broker (default $BENCH_BOOTSTRAP or 9092)")
+    ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--min-seconds", type=float, default=10.0, help="least timed seconds of the bare loop")
+    ap.add_argument("--skip-faust", action="store_true", help="leave out the plain Faust agent (slow)")
+    ap.add_argument("--fresh-topics", action="store_true", help="pre-load again even if the topics are there")
+    ap.add_argument("--delete-topics", action="store_true", help="delete the pre-loaded topics at the end")
+    ap.add_argument("--no-json", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args()
     require_broker(args.bootstrap)
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
-    print(f"pre-loading {args.records:,} records onto {len(SOURCES)} topics {prefix}.<source> ...", flush=True)
-    preload(args.bootstrap, prefix, args.records, args.seed)
+    prefix = f"tput-{args.records}-s{args.seed}"
+    if args.fresh_topics:
+        delete_topics(args.bootstrap, [f"{prefix}.{s}" for s in SOURCES])
+        time.sleep(2)
+    corpus = preload(args.bootstrap, prefix, args.records, args.seed)
     topics = [f"{prefix}.{s}" for s in SOURCES]
-    bare_s, bare_cpu = bare_loop(args.bootstrap, topics, args.records)
-    with tempfile.TemporaryDirectory() as tmp:
-        worker_s, worker_cpu = worker_drain(args.bootstrap, prefix, args.records, Path(tmp) / "worker.log")
-    bare_rate, worker_rate = args.records / bare_s, args.records / worker_s
-    print(f"{'':34}{'records/s':>12}{'CPU s':>8}")
-    print(f"{'bare confluent-kafka consume loop':34}{bare_rate:>12,.0f}{bare_cpu:>8.1f}")
-    print(f"{'detector worker (one process)':34}{worker_rate:>12,.0f}{worker_cpu:>8.1f}")
-    ratio = worker_rate / bare_rate
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        print("bare confluent-kafka loop ...", flush=True)
+        rows["bare"] = bare(args.bootstrap, topics, args.records, args.min_seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            print("detector worker ...", flush=True)
+            rows["worker"] = worker_drain(args.bootstrap, prefix, args.records, Path(tmp) / "worker.log")
+            if not args.skip_faust:
+                print("plain Faust agent ...", flush=True)
+                rows["faust"] = faust_drain(args.bootstrap, prefix, args.records, Path(tmp))
+    finally:
+        outputs = [f"{prefix}.alerts", f"{prefix}.deadletter", f"{prefix}.matches"]
+        delete_topics(args.bootstrap, outputs + (topics if args.delete_topics else []))
+    for r in rows.values():
+        r["records_per_s"] = r["records"] / r["seconds"]
+        r["cpu_us_per_record"] = r["cpu_seconds"] / r["records"] * 1e6
+        r["records_per_cpu_s"] = r["records"] / r["cpu_seconds"] if r["cpu_seconds"] else 0.0
+    ceiling = rows["bare"]
+    for r in rows.values():
+        r["ratio_to_bare"] = r["records_per_s"] / ceiling["records_per_s"]
+        r["ratio_to_bare_per_cpu_s"] = r["records_per_cpu_s"] / ceiling["records_per_cpu_s"]
+    names = {
+        "bare": "bare confluent-kafka loop",
+        "worker": "detector worker",
+        "faust": "plain Faust agent",
+    }
+    print()
+    print(f"{'':28}{'records/s':>11}{'/ bare':>8}{'s':>7}{'CPU s':>8}{'CPU µs/rec':>11}{'rec/CPU-s / bare':>17}")
+    for key, r in rows.items():
+        print(
+            f"{names[key]:28}{r['records_per_s']:>11,.0f}{r['ratio_to_bare']:>8.2f}{r['seconds']:>7.1f}"
+            f"{r['cpu_seconds']:>8.1f}{r['cpu_us_per_record']:>11.1f}{r['ratio_to_bare_per_cpu_s']:>17.2f}"
+        )
+    ratio = rows["worker"]["ratio_to_bare"]
     print(f"worker / bare = {ratio:.2f} (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
-    AdminClient({"bootstrap.servers": args.bootstrap}).delete_topics(topics)
+    if "faust" in rows:
+        print(f"worker / plain Faust = {rows['worker']['records_per_s'] / rows['faust']['records_per_s']:.1f}x")
+    if not args.no_json:
+        path = write_result(
+            "stream_throughput",
+            {
+                "bench": "stream_throughput",
+                "command": f"python -m bench.stream_throughput --records {args.records}",
+                "corpus": {
+                    **corpus,
+                    "topics": len(topics),
+                    "partitions_per_topic": PARTITIONS,
+                    "mix": "tools.synth generate, 8 sources, netsupport_rate 0.001, uncompressed",
+                },
+                "consumers": {k: {**v, "name": names[k]} for k, v in rows.items()},
+            },
+        )
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
