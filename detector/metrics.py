@@ -5,7 +5,9 @@ Metrics live in their own registry so tests and several apps in one process don'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -19,6 +21,15 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _DELAY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+_TIMESTAMP_NOT_AVAILABLE = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
+
+
+class _Record(Protocol):
+    """What freshness reads of a consumed confluent-kafka Message."""
+
+    def error(self) -> Any: ...
+    def topic(self) -> str | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
 
 
 class Metrics:
@@ -128,6 +139,33 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        # Freshness (a silent source or a stuck ingest): set once per batch per topic, from the batch.
+        self.last_consumed = Gauge(
+            "detector_topic_last_consumed_timestamp_seconds",
+            "Unix time this worker last consumed a record of the topic (the worker's start until the first one)",
+            ["topic", "source"],
+            registry=r,
+        )
+        self.newest_record = Gauge(
+            "detector_topic_newest_record_timestamp_seconds",
+            "Kafka timestamp (producer or broker time, per the topic's message.timestamp.type) of the newest "
+            "record this worker consumed on the topic",
+            ["topic", "source"],
+            registry=r,
+        )
+        self.matches_produced = Counter(
+            "detector_matches_produced",
+            "Alerts the ingest sent to the matches topic for the publishing agent; minus alerts emitted and "
+            "suppressed, what the agent has not handled yet",
+            ["rule_id"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "detector_ready",
+            "1 when the worker is ready (/readyz 200: ingest running and assigned, agent started, not paused)",
+            registry=r,
+        )
+        self._newest: dict[str, float] = {}
         self.build_info = Gauge(
             "detector_build_info",
             "Version and loaded rules (value 1 per loaded rule)",
@@ -138,6 +176,95 @@ class Metrics:
     def set_rules(self, rules: Sequence[Rule]) -> None:
         for rule in rules:
             self.build_info.labels(__version__, rule.rule_id, str(rule.version), rule.name).set(1)
+            # At 0 from the start, so "matches produced, nothing published" is visible before the first alert.
+            for counter in (self.matches_produced, self.alerts_emitted, self.alerts_suppressed):
+                counter.labels(rule.rule_id)
+
+    def set_topics(self, topics: Mapping[str, str], now: float | None = None) -> None:
+        """Start the topics' freshness at the worker's start, so a topic silent since then is seen as silent."""
+        now = time.time() if now is None else now
+        for topic, source in topics.items():
+            self.last_consumed.labels(topic, source).set(now)
+
+    def set_ready(self, ready: Callable[[], bool]) -> None:
+        """detector_ready reads `ready` at each scrape."""
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+
+    def count_matches(self, alerts: Iterable[dict[str, Any]]) -> None:
+        for alert in alerts:
+            self.matches_produced.labels(str(alert.get("kibana.alert.rule.rule_id"))).inc()
+
+    def observe_freshness(self, batch: Sequence[_Record], sources: Mapping[str, str], now: float) -> None:
+        """A consumed batch's freshness per topic: `now`, and the Kafka timestamp of the topic's last record in it.
+
+        `sources` maps the topics the batch had records of to their source label. The batch is scanned back from
+        its end until each topic is found, so a timestamp is read once per topic; no record is parsed.
+        """
+        newest: dict[str, float | None] = {}
+        for msg in reversed(batch):
+            if len(newest) == len(sources):
+                break
+            topic = msg.topic()
+            if topic is None or topic in newest or topic not in sources or msg.error() is not None:
+                continue
+            kind, ms = msg.timestamp()
+            newest[topic] = ms / 1000.0 if kind != _TIMESTAMP_NOT_AVAILABLE and ms >= 0 else None
+        for topic, source in sources.items():
+            self.last_consumed.labels(topic, source).set(now)
+            ts = newest.get(topic)
+            if ts is not None and ts > self._newest.get(topic, float("-inf")):
+                self._newest[topic] = ts
+                self.newest_record.labels(topic, source).set(ts)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# The README's metrics table (tests/test_docs.py checks it is this): what each series' labels mean.
+_TABLE_NOTES = {
+    "detector_records_consumed_total": "`source`, `topic`",
+    "detector_records_prefiltered_total": "`source`",
+    "detector_records_normalized_total": "`source`",
+    "detector_records_rejected_total": "`source`, `reason`",
+    "detector_records_without_event_total": "`source`, `reason` (`not_covered`: an event type or channel the rule "
+    "does not read; `shape_not_understood`: a recognised source in a layout its normaliser cannot read)",
+    "detector_malformed_values_total": "`source`, `field`: values dropped from records still evaluated",
+    "detector_records_validated_total": "`topic`, `source`, `result` (`ok` or a rejection reason): sampled skipped "
+    "records",
+    "detector_deadletters_truncated_total": "",
+    "detector_alerts_emitted_total": "`rule_id`",
+    "detector_alerts_suppressed_total": "`rule_id`",
+    "detector_alerts_excluded_total": "`list_id`, `item_id`: alerts a rule exception dropped (see [Tuning with rule "
+    "exceptions](#tuning-with-rule-exceptions))",
+    "detector_exceptions_reloads_total": "`result` (`ok`, `error`: a changed exceptions file that failed to load; "
+    "the previous exceptions stay)",
+    "detector_exceptions_items": "exception items loaded",
+    "detector_processing_latency_seconds": "record consumed → alert acknowledged",
+    "detector_event_to_alert_delay_seconds": "event `@timestamp` → alert acknowledged",
+    "detector_consumer_lag_records": "`topic`, `partition`",
+    "detector_ingest_batches_total": "",
+    "detector_ingest_commits_skipped_total": "offset commits refused because the partitions moved (the batch is "
+    "re-read by the new owner)",
+    "detector_ingest_paused": "1 while ingest is paused because outputs cannot be written (backpressure)",
+    "detector_backpressure_seconds_total": "`stage` (`ingest`, `publish`): time spent waiting for the broker to take "
+    "outputs",
+    "detector_topic_last_consumed_timestamp_seconds": "`topic`, `source`: unix time of the last record consumed "
+    "(set once per batch; the worker's start time until the first record), see [Runbook](docs/runbook.md)",
+    "detector_topic_newest_record_timestamp_seconds": "`topic`, `source`: the newest Kafka message timestamp "
+    "consumed (read once per batch per topic, no record parsed)",
+    "detector_matches_produced_total": "`rule_id`: alerts sent to the matches topic; minus emitted and suppressed = "
+    "the publishing agent's backlog",
+    "detector_ready": "1 when `/readyz` says ready, else 0 (read at scrape time)",
+    "detector_build_info": "`version`, `rule_id`, `rule_version`, `rule_name`",
+}
+_TABLE_TYPES = {"detector_build_info": "gauge (1)"}
+
+
+def metrics_table() -> str:
+    """The README's metrics table, one row per metric the worker exposes, in registration order."""
+    rows = ["| metric | type | labels |", "|---|---|---|"]
+    for family in Metrics().registry.collect():
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        kind = _TABLE_TYPES.get(name, family.type)
+        rows.append(f"| `{name}` | {kind} | {_TABLE_NOTES[name]} |".replace(" |  |", " | |"))
+    return "\n".join(rows)

@@ -46,3 +46,11 @@ def test_the_readme_settings_table_is_written_from_the_settings() -> None:
     assert settings_table() in README, (
         "regenerate: python -c 'from detector.stream.config import settings_table as t; print(t())'"
     )
+
+
+def test_the_readme_metrics_table_is_written_from_the_metrics() -> None:
+    from detector.metrics import metrics_table
+
+    assert metrics_table() in README, (
+        "regenerate: python -c 'from detector.metrics import metrics_table as t; print(t())'"
+    )

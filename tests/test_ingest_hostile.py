@@ -90,6 +90,9 @@ class FakeMessage:
     def key(self) -> bytes | None:
         return self._key
 
+    def timestamp(self) -> tuple[int, int]:
+        return 1, 1_700_000_000_000 + self._offset  # (TIMESTAMP_CREATE_TIME, ms)
+
 
 class Sent:
     def __init__(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None) -> None:

@@ -184,6 +184,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     engine = Engine(rules, use_prefilter=cfg.prefilter, max_record_bytes=cfg.max_record_bytes)
     caps = {r.rule_id: publish.Capped(r, *cap_for(r, cfg)) for r in rules}
     metrics.set_rules(rules)
+    metrics.set_topics(cfg.topics)
     _use_prompt_consumer()
 
     app = faust.App(
@@ -372,6 +373,9 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
         os._exit(70)
 
     ingest = IngestLoop(cfg, engine, metrics, on_fatal)
+    metrics.set_ready(
+        lambda: ingest.running and ingest.assigned.is_set() and state["agent_started"] and not ingest.paused
+    )
 
     @app.service
     class IngestService(Service):

@@ -472,6 +472,8 @@ class IngestLoop(threading.Thread):
                     continue
                 self._produce(producer, self.cfg.matches_topic, value, key, on_delivery=on_delivery)
                 produced += 1
+            if not oversized_alert:
+                m.count_matches(out.alerts)
             if oversized_alert:
                 # The alert could be published by neither this producer nor the agent's; the record is kept,
                 # with its reason, instead of the worker failing on it after every restart.
@@ -494,6 +496,7 @@ class IngestLoop(threading.Thread):
                 produced += 1
         for topic, n in consumed.items():
             m.consumed.labels(pinned.get(topic) or AUTO, topic).inc(n)
+        m.observe_freshness(batch, {t: pinned.get(t) or AUTO for t in consumed}, consumed_at)
         for topic, n in prefiltered.items():
             if n != prefiltered_before.get(topic, 0):
                 m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n - prefiltered_before.get(topic, 0))
