@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lock install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream bench-adversarial faults fuzz clean
+.PHONY: lock install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream bench-memory bench-report bench-adversarial faults fuzz clean
 
 install: $(STAMP)
 
@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check detector tools tests bench
 	$(BIN)/ruff format --check detector tools tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench/_kafka.py bench/stream_throughput.py bench/stream_latency.py bench/stream_memory.py bench/plain_faust.py bench/report.py
 
 ## Scan the bundled sample corpus that mixes all eight sources.
 scan-sample: $(STAMP)
@@ -55,9 +56,18 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.scan_throughput
 
+## The stream ones read BENCH_BOOTSTRAP (default 127.0.0.1:9092) and write bench/results/stream_*.json.
 bench-stream: $(STAMP)
 	$(BIN)/python -m bench.stream_throughput
 	$(BIN)/python -m bench.stream_latency
+
+## Worker RSS over a 10-minute steady run at 50,000 records/s (MINUTES=1 for a short trial).
+bench-memory: $(STAMP)
+	$(BIN)/python -m bench.stream_memory --minutes $(or $(MINUTES),10)
+
+## BENCHMARKS.md and the plots under bench/results/ from bench/results/*.json.
+bench-report: $(STAMP)
+	$(BIN)/python -m bench.report
 
 ## The long fuzz run (not part of `make test`, which replays its regression corpus): 1,000,000 hostile
 ## records through the core's invariants on both cores; new findings are written to tests/fuzz/corpus/.

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Producer
+
 # NewTopic is documented in confluent_kafka.admin but not marked as re-exported there.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
