@@ -150,7 +150,7 @@ def _panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_dashboard_uses_only_exposed_metrics() -> None:
-    known = known_metrics()
+    known = known_metrics() | {"up"}  # `up`: the readiness panels compare ready workers with scraped ones
     exprs = [t["expr"] for p in _panels(_dashboard()["panels"]) for t in p.get("targets", [])]
     assert len(exprs) >= 10
     for expr in exprs:
@@ -167,17 +167,21 @@ def test_rules_use_only_exposed_metrics() -> None:
             assert names and names <= known, f"{rule}: unknown {sorted(names - known)}"
 
 
-def test_dashboard_datasource_is_the_provisioned_one() -> None:
+def test_dashboard_datasource_is_the_variable_defaulting_to_the_provisioned_one() -> None:
     (ds,) = _load(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
-    uid = ds["uid"]
     dash = _dashboard()
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    var = variables["datasource"]
+    assert (var["type"], var["query"]) == ("datasource", "prometheus")
+    assert var["current"]["value"] == ds["uid"]  # the provisioned one is preselected
+    uid = "${datasource}"
     queried = [p for p in _panels(dash["panels"]) if p.get("targets")]
     assert queried
     for panel in queried:
         assert panel.get("datasource", {}).get("uid") == uid, f"panel {panel['title']!r}"
         for target in panel["targets"]:
             assert target.get("datasource", {"uid": uid}).get("uid") == uid, f"panel {panel['title']!r}"
-    for var in dash.get("templating", {}).get("list", []):
+    for var in dash["templating"]["list"]:
         if "datasource" in var:
             assert var["datasource"].get("uid") == uid, f"variable {var['name']!r}"
     # The provider loads the folder compose mounts the dashboards into.
