@@ -92,7 +92,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 DEFAULT_BOOTSTRAP = os.environ.get("BENCH_BOOTSTRAP", "127.0.0.1:9092")
-RESULTS = REPO / "bench" / "results"
+# Results go to bench/results/ of this tree, or BENCH_RESULTS (a run from an exported commit writes them back).
+RESULTS = Path(os.environ.get("BENCH_RESULTS", REPO / "bench" / "results"))
+# `git archive <commit>` exports carry no .git: the export's .bench-commit says which commit (hash, subject).
+COMMIT_STAMP = REPO / ".bench-commit"
 
 
 def worker_env(prefix: str, group: str, sources: list[str], **extra: str) -> dict[str, str]:
@@ -151,15 +154,23 @@ def machine_facts() -> dict[str, Any]:
                 mem_kb = int(line.split()[1])
     except OSError:
         pass
+    if COMMIT_STAMP.exists():  # an exported commit: clean by construction
+        commit, _, subject = COMMIT_STAMP.read_text().strip().partition("\n")
+        code = {"git_commit": commit, "git_subject": subject[:120], "git_dirty_detector": False, "tree": "export"}
+    else:
+        code = {
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_subject": git("log", "-1", "--format=%s")[:120],
+            "git_dirty_detector": bool(git("status", "--porcelain", "--", "detector")),
+            "tree": "work tree",
+        }
     return {
         "cores": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "memory_gb": round(mem_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_subject": git("log", "-1", "--format=%s")[:120],
-        "git_dirty_detector": bool(git("status", "--porcelain", "--", "detector")),
+        **code,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }

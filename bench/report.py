@@ -211,7 +211,12 @@ def plot_scan(rates: dict[str, float], out: Path) -> None:
 def machine_line(doc: dict[str, Any]) -> str:
     m = doc.get("machine", {})
     commit = str(m.get("git_commit", ""))[:10]
-    dirty = " (+ uncommitted changes under detector/)" if m.get("git_dirty_detector") else ""
+    if m.get("tree") == "export":
+        dirty = " (run from a `git archive` export of that commit)"
+    elif m.get("git_dirty_detector"):
+        dirty = " (+ uncommitted changes under detector/)"
+    else:
+        dirty = ""
     return (
         f"{m.get('date', '?')}, commit `{commit}`{dirty}; {m.get('cores', '?')} cores ({m.get('cpu_model', '?')}), "
         f"{m.get('memory_gb', '?')} GB, Python {m.get('python', '?')}; load average at start "
