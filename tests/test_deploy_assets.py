@@ -1,5 +1,5 @@
 """Checks of deploy/: Prometheus config and rules (promtool), YAML syntax, the Grafana dashboard's
-metric names and datasource, and that the Kubernetes probes, Service and scrape settings agree.
+metric names and datasource, and the compose settings. The Helm chart (deploy/helm) is checked by tests/test_helm.py.
 
 promtool comes from Debian's `prometheus` package (.ci/run installs it). PyYAML must be a dev
 dependency for the YAML checks.
@@ -20,7 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 PROM = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
-K8S = DEPLOY / "k8s"
 
 
 def _yaml() -> Any:
@@ -75,7 +74,10 @@ def test_every_alert_has_a_promtool_unit_test_where_it_fires() -> None:
 
 # --- YAML ----------------------------------------------------------------------------------------
 
-YAML_FILES = sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")])
+# Helm templates are Go templates, not YAML (tests/test_helm.py renders them).
+YAML_FILES = sorted(
+    p for p in [*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")] if "templates" not in p.relative_to(DEPLOY).parts
+)
 
 
 def test_deploy_has_yaml_files() -> None:
@@ -211,56 +213,15 @@ def test_compose_paths_and_scrape_target() -> None:
     assert job["job_name"] == "netsupport-detector"  # the rules select this job
 
 
-# --- Kubernetes ----------------------------------------------------------------------------------
-
-
-def test_k8s_probes_hit_health_endpoints_on_the_service_port() -> None:
-    deployment = _load(K8S / "deployment.yaml")
-    service = _load(K8S / "service.yaml")
-    pod = deployment["spec"]["template"]
-    (container,) = pod["spec"]["containers"]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-
-    def number(port: int | str) -> int:
-        return port if isinstance(port, int) else ports[port]
-
-    service_ports = {number(p.get("targetPort", p["port"])) for p in service["spec"]["ports"]}
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
-        get = container[probe]["httpGet"]
-        assert get["path"] == path, probe
-        assert number(get["port"]) in service_ports, f"{probe} port {get['port']} is not the Service's"
-
-    # The worker must listen on that port, on all interfaces.
-    config = _load(K8S / "configmap.yaml")["data"]
-    assert int(config["DETECTOR_HTTP_PORT"]) in service_ports
-    assert config["DETECTOR_HTTP_HOST"] == "0.0.0.0"
-    # Scraping targets the same port.
-    assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) in service_ports
-    (endpoint,) = _load(K8S / "podmonitor.yaml")["spec"]["podMetricsEndpoints"]
-    assert number(endpoint["port"]) in service_ports
-    assert deployment["spec"]["replicas"] == 2
-    assert pod["spec"]["terminationGracePeriodSeconds"] == 60
-    # The Service, PodMonitor and PDB select these pods.
-    labels = pod["metadata"]["labels"].items()
-    assert service["spec"]["selector"].items() <= labels
-    assert _load(K8S / "pdb.yaml")["spec"]["selector"]["matchLabels"].items() <= labels
-    assert _load(K8S / "podmonitor.yaml")["spec"]["selector"]["matchLabels"].items() <= labels
+# --- settings --------------------------------------------------------------------------------------
 
 
 def test_env_settings_exist() -> None:
-    """Every DETECTOR_* variable set in deploy/ is a setting the worker reads; the pods get both sources."""
+    """Every DETECTOR_* variable the compose file sets is a setting the worker reads (the chart: test_helm.py)."""
     # Read from the source, like the metric names: these checks need no importable worker.
     source = (REPO / "detector" / "stream" / "config.py").read_text()
     # Each setting is a WorkerConfig field declared as `name: type = setting(...)`.
     envs = {"DETECTOR_" + name.upper() for name in re.findall(r"^    (\w+): [^=\n]+= setting\(", source, re.M)}
     assert "DETECTOR_BOOTSTRAP_SERVERS" in envs
-    configmap = _load(K8S / "configmap.yaml")
-    secret = _load(K8S / "secret.example.yaml")
     compose_env = _load(DEPLOY / "docker-compose.yml")["services"]["detector"]["environment"]
-    for source, keys in (("configmap", configmap["data"]), ("secret", secret["stringData"]), ("compose", compose_env)):
-        assert set(keys) <= envs, f"{source}: unknown settings {sorted(set(keys) - envs)}"
-    assert not set(configmap["data"]) & set(secret["stringData"]), "a setting in both: which one wins is confusing"
-    (container,) = _load(K8S / "deployment.yaml")["spec"]["template"]["spec"]["containers"]
-    refs = {next(iter(e)): next(iter(e.values()))["name"] for e in container["envFrom"]}
-    assert refs["configMapRef"] == configmap["metadata"]["name"]
-    assert refs["secretRef"] == secret["metadata"]["name"]
+    assert set(compose_env) <= envs, f"compose: unknown settings {sorted(set(compose_env) - envs)}"
