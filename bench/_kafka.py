@@ -258,6 +258,7 @@ def paced_produce(
     positive_every: int,
     seq0: int,
     stop: threading.Event | None = None,
+    res: Paced | None = None,
 ) -> Paced:
     """Produce at `rate` records/s for `seconds`, every `positive_every`-th a positive numbered from `seq0`.
 
@@ -267,7 +268,7 @@ def paced_produce(
     benign, positives = pool.benign, pool.positives
     nb, np_ = len(benign), len(positives)
     topics = {s: f"{prefix}.{s}" for s in {s for s, _ in benign} | {s for s, _ in positives}}
-    res = Paced()
+    res = Paced() if res is None else res  # given: its .sent follows the run, for a sampler to read
     produce, poll, clock = producer.produce, producer.poll, time.perf_counter
     start = clock()
     i = 0
@@ -293,6 +294,7 @@ def paced_produce(
                     res.full_queue_waits += 1
                     poll(0.01)
             i += 1
+        res.sent = i
         poll(0)
         if i >= int((clock() - start) * rate):
             time.sleep(0.0005)

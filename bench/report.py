@@ -172,20 +172,26 @@ def plot_latency(doc: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-def plot_rss(doc: dict[str, Any], out: Path) -> None:
+def plot_rss(docs: list[dict[str, Any]], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
-    ts = [s[0] for s in doc["samples"]]
-    mb = [s[1] for s in doc["samples"]]
-    ax.plot(ts, mb, lw=1, label="worker RSS")
-    ax.axvline(doc["warmup_seconds"], color="grey", ls=":", lw=1, label="end of warm-up")
-    ax.axvline(doc["run_seconds"], color="grey", ls="--", lw=1, label="end of input")
+    top = 270.0
+    for i, doc in enumerate(docs):
+        ts = [x[0] for x in doc["samples"]]
+        mb = [x[1] for x in doc["samples"]]
+        top = max(top, max(mb) * 1.15)
+        label = f"{doc['offered_rate']:,.0f}/s offered, {doc['achieved_rate']:,.0f}/s achieved"
+        label += "" if doc["kept_up"] else " (worker fell behind)"
+        (line,) = ax.plot(ts, mb, lw=1, label=label)
+        if i == 0:
+            ax.axvline(doc["warmup_seconds"], color="grey", ls=":", lw=1, label="end of warm-up")
+            ax.axhline(doc["rss_mb"]["warmup"] * 1.1, color="orange", ls="--", lw=1, label="warm-up RSS + 10%")
+        ax.axvline(doc["run_seconds"], color=line.get_color(), ls="--", lw=0.8)
     ax.axhline(250, color="red", ls="--", lw=1, label="target: < 250 MB")
-    ax.axhline(doc["rss_mb"]["warmup"] * 1.1, color="orange", ls="--", lw=1, label="warm-up + 10%")
-    ax.set_ylim(0, max(max(mb) * 1.15, 270))
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("RSS, MB")
-    ax.set_title(f"Worker RSS at {doc['achieved_rate']:,.0f} records/s ({doc['offered_rate']:,.0f}/s offered)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, top)
+    ax.set_xlabel("seconds (dashed: end of input)")
+    ax.set_ylabel("worker RSS, MB")
+    ax.set_title("Worker RSS during a steady paced run")
+    ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -231,6 +237,7 @@ def sections(
     lat: dict[str, Any] | None,
     mem: dict[str, Any] | None,
     scan: dict[str, Any] | None,
+    extra_mem: list[dict[str, Any]],
 ) -> Iterator[str]:
     yield "# Benchmarks\n"
     yield (
@@ -297,8 +304,9 @@ def sections(
         )
     if mem:
         g, mx = mem["growth"], mem["rss_mb"]["max"]
-        yield f"| worker RSS growth < 10% over the steady run | {g:.1%} | {mark(g < 0.10)} |"
-        yield f"| worker RSS < 250 MB | max {mx:.0f} MB | {mark(mx < 250)} |"
+        at = f" ({mem['run_seconds'] / 60:.0f} min at {fmt(mem['achieved_rate'])}/s)"
+        yield f"| worker RSS growth < 10% over the steady run | {g:.1%}{at} | {mark(g < 0.10)} |"
+        yield f"| worker RSS < 250 MB | max {mx:.0f} MB{at} | {mark(mx < 250)} |"
     else:
         yield "| worker RSS growth < 10%, < 250 MB | - | not measured |"
     yield ""
@@ -383,20 +391,43 @@ def sections(
     # memory
     yield "## Worker memory over a steady run\n"
     if mem:
-        rss = mem["rss_mb"]
+        runs = [mem, *extra_mem]
         yield (
-            f"{mem['run_seconds'] / 60:.1f} minutes offered {fmt(mem['offered_rate'])} records/s; the producer "
-            f"achieved {fmt(mem['achieved_rate'])}/s and the worker consumed {fmt(mem['worker_consumed_rate'])}/s "
-            f"({'kept up' if mem['kept_up'] else 'fell behind'}). VmRSS of the worker process every second; "
-            f"warm-up = the first {mem['warmup_seconds']:.0f} s.\n"
+            f"The targets are judged on the first row: {mem['run_seconds'] / 60:.0f} minutes at "
+            f"{fmt(mem['offered_rate'])} records/s offered"
+            + (
+                " (50,000/s is the target rate, reached here)."
+                if mem["offered_rate"] >= 50000 and mem["kept_up"]
+                else ", not the 50,000/s of the target: this machine does not sustain 50,000/s with the producer, the "
+                "broker and the worker on its two shared cores (see the other rows)."
+            )
+            + (f" {mem['note']}" if mem.get("note") else "")
+            + " The paced producer writes the generator's mix (0.1% positives); the worker's VmRSS is read every "
+            f"second; warm-up = the first {mem['warmup_seconds']:.0f} s; growth = final vs warm-up RSS. Lag = "
+            "records produced - consumed, sampled every 5 s; kept up = lag never above 5 s of input.\n"
         )
-        yield "| RSS at ready | warm-up RSS | final RSS | max RSS | growth (final vs warm-up) |"
-        yield "|---:|---:|---:|---:|---:|"
         yield (
-            f"| {rss['at_ready']:.1f} MB | {rss['warmup']:.1f} MB | {rss['final']:.1f} MB | {rss['max']:.1f} MB "
-            f"| {mem['growth']:.1%} |\n"
+            "| minutes | offered/s | achieved/s | worker consumed/s | kept up | max lag | RSS at ready | warm-up RSS "
+            "| final RSS | max RSS | growth |"
         )
-        plot_rss(mem, out_dir / "stream_memory_rss.png")
+        yield "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+        for m in runs:
+            rss = m["rss_mb"]
+            yield (
+                f"| {m['run_seconds'] / 60:.1f} | {fmt(m['offered_rate'])} | {fmt(m['achieved_rate'])} | "
+                f"{fmt(m['worker_consumed_rate'])} | {'yes' if m['kept_up'] else 'no'} | "
+                f"{fmt(m.get('max_lag_records', 0))} | {rss['at_ready']:.0f} MB | {rss['warmup']:.0f} MB | "
+                f"{rss['final']:.0f} MB | {rss['max']:.0f} MB | {m['growth']:.1%} |"
+            )
+        yield ""
+        if any(not m["kept_up"] for m in runs):
+            yield (
+                "A worker that falls behind holds what librdkafka has prefetched for it: the ingest consumer allows "
+                "`queued.max.messages.kbytes` = 256 MiB and `fetch.max.bytes` = 50 MiB (detector/stream/ingest.py), "
+                "so RSS while lagging is bounded by those settings plus the steady footprint, not by the 250 MB "
+                "target.\n"
+            )
+        plot_rss(runs, out_dir / "stream_memory_rss.png")
         yield f"![RSS]({rel}/stream_memory_rss.png)\n"
     else:
         yield "No result yet (`make bench-memory`).\n"
@@ -490,7 +521,8 @@ def main() -> None:
         rel = results.resolve().relative_to(out.resolve().parent).as_posix()
     except ValueError:
         rel = results.resolve().as_posix()
-    text = "\n".join(sections(results, rel, tput, lat, mem, scan)).rstrip() + "\n"
+    extra_mem = [orjson.loads(p.read_bytes()) for p in sorted(results.glob("stream_memory_*.json"))]
+    text = "\n".join(sections(results, rel, tput, lat, mem, scan, extra_mem)).rstrip() + "\n"
     out.write_text(text)
     print(f"wrote {out} and plots under {results}")
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from bench._kafka import (
     DEFAULT_BOOTSTRAP,
+    Paced,
     build_pool,
     cpu_seconds,
     create_topics,
@@ -55,6 +56,8 @@ def main() -> None:
     ap.add_argument("--warmup-fraction", type=float, default=0.1)
     ap.add_argument("--pool", type=int, default=60_000, help="distinct benign records cycled by the producer")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--name", default="stream_memory", help="result file bench/results/<name>.json")
+    ap.add_argument("--note", default="", help="a sentence for the report (e.g. why this rate)")
     ap.add_argument("--no-json", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args()
     require_broker(args.bootstrap)
@@ -69,7 +72,8 @@ def main() -> None:
     create_topics(args.bootstrap, topics, config=retention)
     env = worker_env(prefix, f"{prefix}-group", list(SOURCES), DETECTOR_BOOTSTRAP_SERVERS=args.bootstrap)
     samples: list[tuple[float, int]] = []  # (seconds since the run started, RSS bytes)
-    progress: list[tuple[float, float]] = []  # (seconds, records consumed by the worker)
+    progress: list[tuple[float, float, int]] = []  # (seconds, records consumed by the worker, records produced)
+    res = Paced()
     stopping = threading.Event()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +88,8 @@ def main() -> None:
                     samples.append((now, rss_bytes(proc.pid)))
                     if tick % 5 == 0:
                         with contextlib.suppress(OSError):  # a scrape timed out under load: skip that one
-                            progress.append((now, metric_sum(port, "detector_records_consumed_total")))
+                            produced = res.sent
+                            progress.append((now, metric_sum(port, "detector_records_consumed_total"), produced))
                     tick += 1
                     stopping.wait(max(0.0, start + tick - time.monotonic()))
 
@@ -93,7 +98,7 @@ def main() -> None:
             sampler.start()
             producer = paced_producer(args.bootstrap)
             print(f"{args.rate:,.0f} records/s offered for {args.minutes:g} min ...", flush=True)
-            res = paced_produce(producer, prefix, pool, args.rate, seconds, 1000, seq0=0)
+            paced_produce(producer, prefix, pool, args.rate, seconds, 1000, seq0=0, res=res)
             producer.flush()
             # Let the worker catch up (or show that it cannot): up to 60 s more, still sampled.
             caught_up = time.monotonic()
@@ -116,19 +121,24 @@ def main() -> None:
     max_rss = max(r for _, r in samples)
     growth = (final_rss - warm_rss) / warm_rss
     # the worker's own rate over the run, from the counter (first to last sample within the run)
-    run_progress = [(t, n) for t, n in progress if t <= res.seconds]
+    run_progress = [(t, n) for t, n, _ in progress if t <= res.seconds]
+    lags = [max(0, int(p - n)) for t, n, p in progress if t <= res.seconds]
+    max_lag = max(lags, default=0)
     consumed_rate = (
         (run_progress[-1][1] - run_progress[0][1]) / (run_progress[-1][0] - run_progress[0][0])
         if len(run_progress) > 1 and run_progress[-1][0] > run_progress[0][0]
         else 0.0
     )
-    kept_up = consumed >= res.sent
+    # Kept up: the lag never exceeded 5 s of input (a worker behind fills librdkafka's prefetch queue: memory).
+    kept_up = max_lag <= 5 * res.rate and consumed >= res.sent
     print()
     print(f"offered {args.rate:,.0f}/s; produced {res.rate:,.0f}/s over {res.seconds:.0f} s ({res.sent:,} records)")
     print(
         f"worker consumed {consumed_rate:,.0f}/s during the run; {consumed:,.0f} of {res.sent:,} by the end "
-        f"({'kept up' if kept_up else 'fell behind'}; drained {lag_drain_s:.0f} s after the run)"
+        f"({'kept up: lag at most 5 s of input' if kept_up else 'fell behind'}; drained {lag_drain_s:.0f} s after)"
     )
+    end_lag = lags[-1] if lags else 0
+    print(f"lag (produced - consumed, sampled every 5 s): max {max_lag:,}, at the end of input {end_lag:,}")
     print(f"{'RSS MB':>10}{'ready':>9}{'warm-up':>9}{'final':>9}{'max':>9}{'growth':>9}")
     print(
         f"{'':>10}{rss_at_ready / MB:>9.1f}{warm_rss / MB:>9.1f}{final_rss / MB:>9.1f}{max_rss / MB:>9.1f}"
@@ -139,7 +149,11 @@ def main() -> None:
     if not args.no_json:
         result: dict[str, Any] = {
             "bench": "stream_memory",
-            "command": f"python -m bench.stream_memory --rate {args.rate:g} --minutes {args.minutes:g}",
+            "command": (
+                f"python -m bench.stream_memory --rate {args.rate:g} --minutes {args.minutes:g}"
+                + ("" if args.name == "stream_memory" else f" --name {args.name}")
+            ),
+            "note": args.note,
             "offered_rate": args.rate,
             "achieved_rate": round(res.rate, 1),
             "worker_consumed_rate": round(consumed_rate, 1),
@@ -147,6 +161,8 @@ def main() -> None:
             "records_consumed": int(consumed),
             "kept_up": kept_up,
             "drain_after_run_s": round(lag_drain_s, 1),
+            "max_lag_records": max_lag,
+            "lag_samples": [[round(t, 1), max(0, int(p - n))] for t, n, p in progress],
             "run_seconds": round(res.seconds, 1),
             "warmup_seconds": warmup,
             "worker_cpu_seconds": round(cpu, 1),
@@ -161,7 +177,7 @@ def main() -> None:
             "targets_met": {"growth": met_growth, "max": met_max},
             "samples": [[round(t, 1), round(r / MB, 2)] for t, r in samples],
         }
-        path = write_result("stream_memory", result)
+        path = write_result(args.name, result)
         print(f"wrote {path}")
 
 
