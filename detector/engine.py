@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,9 +101,25 @@ class Engine:
         queries = [r.compiled for r in rules] + list(self.candidate_queries)
         self.prefilter = Prefilter.for_queries(queries, VERBATIM_FIELDS)
         self.use_prefilter = use_prefilter and self.prefilter.literals is not None
+        self._prefilter_test = self.prefilter.test
         self._prefiltered: dict[str | None, Outcome] = {}
         # Replaced whole (never mutated) when the exceptions file changes: one assignment, read once per record.
         self.exceptions = exceptions
+
+    def skipper(self) -> Callable[[bytes], bool] | None:
+        """The test `process` applies before parsing: true for a record it returns unparsed, as prefiltered.
+
+        For a caller that counts such records in bulk instead of taking an outcome for each (the stream's
+        ingest loop); None when nothing is prefiltered.
+        """
+        if not self.use_prefilter:
+            return None
+        test, limit = self._prefilter_test, self.max_record_bytes
+
+        def skips(raw: bytes) -> bool:
+            return not test(raw) and len(raw) <= limit and _framed_as_object(raw)
+
+        return skips
 
     def process(
         self,
@@ -124,7 +140,7 @@ class Engine:
             )
         # A record framed like a JSON object that lacks every needle cannot match. Anything not framed
         # like an object is parsed, so that garbage gets its precise rejection reason, not a silent skip.
-        if self.use_prefilter and not self.prefilter(raw) and _framed_as_object(raw):
+        if self.use_prefilter and not self._prefilter_test(raw) and _framed_as_object(raw):
             # The hot path: one shared, never-mutated outcome per source instead of an allocation.
             skipped = self._prefiltered.get(source)
             if skipped is None:
@@ -139,6 +155,53 @@ class Engine:
             out.candidates = []
             out.rejection = Rejection(INTERNAL, _clip(f"internal error on this record ({type(exc).__name__}: {exc})"))
         return out
+
+    def select(self, buf: bytes, start: int, end: int) -> tuple[int, int, list[tuple[int, int, int]]]:
+        """The NDJSON lines of `buf[start:end]` that `process` would not skip unparsed, found over the whole buffer.
+
+        `buf[start:end]` holds whole lines, each ending with `\\n`. Returns (lines, records, parse): the number
+        of lines, how many of them are records (not blank nor only whitespace, which a reader skips), and
+        (index of the line from 0, start, end) of each record `process` must see, in order: those holding a
+        prefilter match and those not framed like a JSON object. Every other record is one for which
+        `process` returns a prefiltered outcome. The prefilter's searches run once over the buffer (a match
+        never spans a newline), so a line costs a `find` and two byte comparisons, not a call and a copy.
+        Only when `use_prefilter` and `prefilter.searches is not None`.
+        """
+        searches = self.prefilter.searches
+        if not self.use_prefilter or searches is None:
+            raise ValueError("select needs the prefilter and its buffer searches")
+        never = end
+        nexts = []
+        for search in searches:
+            m = search(buf, start, end)
+            nexts.append(never if m is None else m.start())
+        hit = min(nexts, default=never)
+        find = buf.find
+        parse: list[tuple[int, int, int]] = []
+        index = records = 0
+        pos = start
+        while pos < end:
+            nl = find(b"\n", pos, end)
+            if hit < nl:
+                parse.append((index, pos, nl))
+                records += 1
+                nxt = nl + 1
+                for k, at in enumerate(nexts):
+                    if at < nxt:
+                        m = searches[k](buf, nxt, end)
+                        nexts[k] = never if m is None else m.start()
+                hit = min(nexts)
+            elif buf[pos] == 0x7B and (buf[nl - 1] == 0x7D or (buf[nl - 1] == 0x0D and buf[nl - 2] == 0x7D)):
+                records += 1  # `{...}` or `{...}\r`: framed, and no match inside: prefiltered
+            else:
+                line = buf[pos:nl]
+                if line and not line.isspace():
+                    records += 1
+                    if not _framed_as_object(line):
+                        parse.append((index, pos, nl))
+            index += 1
+            pos = nl + 1
+        return index, records, parse
 
     def _parse_and_detect(
         self,

@@ -7,18 +7,23 @@ Memory stays bounded whatever the input: data is read (and decompressed) a chunk
 record longer than `max_record_bytes` is skipped without being held, then reported to `on_oversized`.
 A file that breaks off part-way (a truncated or corrupt .gz, a JSON array never closed, a read error)
 raises InputError only after every record before the damage has been yielded.
+
+`iter_records` yields one record at a time. `iter_blocks` (the fast path of `detector scan`) yields the same
+records, but the whole NDJSON lines of each chunk as one `Block`, so that the prefilter can search a
+megabyte at once and Python touches only the lines it must parse (detector/engine.py `Engine.select`).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from detector.engine import DEFAULT_MAX_RECORD_BYTES
 
@@ -77,7 +82,7 @@ class _Source:
     `done` is set by the splitters before each read, so damage found by that read can be located.
     """
 
-    __slots__ = ("_eof", "_progress", "_read", "done", "offset")
+    __slots__ = ("_eof", "_progress", "_read", "done", "lines", "offset")
 
     def __init__(self, read: Callable[[int], bytes], progress: Callable[[int], object] | None) -> None:
         self._read = read
@@ -85,6 +90,7 @@ class _Source:
         self._eof = False
         self.offset = 0  # bytes delivered so far
         self.done = ""  # e.g. "12 complete lines": what was read before the next chunk
+        self.lines = 0  # NDJSON lines read, told by the splitter at the end
 
     def read(self) -> bytes:
         if self._eof:  # a terminal would wait for a second Ctrl-D
@@ -145,6 +151,143 @@ def iter_records(
     `progress(n)` is told, now and then, of n more bytes read from the file on disk.
     Raises InputError when the file cannot be opened, or, after the records before it, when it is damaged.
     """
+    return _read(path, progress, max_record_bytes, on_oversized, _lines)
+
+
+class Block:
+    """Whole NDJSON lines `data[start:end]`, each ending with `\\n`, none over the size limit; the first is `first`.
+
+    Lines that are blank or only whitespace are in the block as in the file (they are not records). A
+    consumer that counts the block's lines may store the count in `lines` before asking for the next item;
+    otherwise the reader counts them.
+    """
+
+    __slots__ = ("data", "end", "first", "lines", "start")
+
+    def __init__(self, data: bytes, start: int, end: int, first: int) -> None:
+        self.data = data
+        self.start = start
+        self.end = end
+        self.first = first
+        self.lines: int | None = None
+
+    def records(self) -> list[Line]:
+        """The block's records as `iter_records` yields them (for tests and slow paths)."""
+        out: list[Line] = []
+        for i, line in enumerate(self.data[self.start : self.end - 1].split(b"\n"), self.first):
+            if line and not line.isspace():
+                out.append((i, line))
+        return out
+
+
+def iter_blocks(
+    path: str,
+    progress: Callable[[int], object] | None = None,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    on_oversized: OnOversized | None = None,
+) -> Iterator[Line | Block]:
+    """`iter_records`, with runs of whole NDJSON lines given as Blocks instead of one record at a time.
+
+    Expanding every Block with `Block.records()` gives exactly what `iter_records` yields, with the same
+    oversized reports, damage and progress. JSON arrays and pretty-printed documents come one record at a
+    time, as do the NDJSON lines that straddle two chunks and a last line without a newline.
+    """
+    return _read(path, progress, max_record_bytes, on_oversized, _blocks)
+
+
+def ndjson_spans(
+    path: str, parts: int, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> list[tuple[int, int]] | None:
+    """Byte ranges, cut just after newlines, that split an uncompressed NDJSON file into about `parts` pieces.
+
+    None when the file cannot be read that way: stdin, gzip, a JSON array or document, or too small to share.
+    Reading each range with `iter_span` and numbering its lines after those of the ranges before it gives
+    exactly what `iter_blocks` gives for the whole file.
+    """
+    if path == "-" or parts < 2:
+        return None
+    fh, size = _open(path)
+    try:
+        buffered = cast(io.BufferedReader, fh)
+        if size < 2 * CHUNK_BYTES or buffered.peek(2)[:2] == _GZIP_MAGIC or not Path(path).is_file():
+            return None
+        src = _Source(buffered.read1, None)
+        if _sniff(src, max_record_bytes)[1]:
+            return None
+        cuts = [0]
+        for k in range(1, parts):
+            at = max(k * size // parts, cuts[-1])
+            fh.seek(at)
+            while True:  # to the end of the line under `at`, a chunk at a time
+                data = fh.read(CHUNK_BYTES)
+                if not data:
+                    at = size
+                    break
+                nl = data.find(b"\n")
+                if nl >= 0:
+                    at += nl + 1
+                    break
+                at += len(data)
+            if at >= size:
+                break
+            if at > cuts[-1]:
+                cuts.append(at)
+        cuts.append(size)
+        return list(itertools.pairwise(cuts))
+    finally:
+        fh.close()
+
+
+def iter_span(
+    path: str,
+    start: int,
+    stop: int,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    on_oversized: OnOversized | None = None,
+    lines: Callable[[int], object] | None = None,
+) -> Iterator[Line | Block]:
+    """`iter_blocks` over bytes `start` to `stop` of an NDJSON file (a range of `ndjson_spans`), lines numbered from 1.
+
+    `lines(n)` is told at the end how many lines the range holds (blank ones included).
+    """
+    fh, _ = _open(path)
+    report = on_oversized if on_oversized is not None else _ignore
+    try:
+        fh.seek(start)
+        left = stop - start
+
+        def read(n: int) -> bytes:
+            nonlocal left
+            data = fh.read(min(n, left)) if left > 0 else b""
+            left -= len(data)
+            return data
+
+        src = _Source(read, None)
+        data = src.read()
+        if start == 0 and data.startswith(_BOM):
+            data = data[len(_BOM) :]
+        try:
+            yield from _blocks(src, data, max_record_bytes, report)
+        except OSError as exc:
+            raise InputError(f"{display_name(path)}: {_damage(exc)}; {_where(src)}") from None
+        if lines is not None:
+            lines(src.lines)
+    finally:
+        fh.close()
+
+
+_Split = Callable[["_Source", bytes, int, OnOversized], Iterator[Any]]
+
+
+def _read(
+    path: str,
+    progress: Callable[[int], object] | None,
+    max_record_bytes: int,
+    on_oversized: OnOversized | None,
+    ndjson: _Split,
+) -> Iterator[Any]:
     fh, _ = _open(path)
     name = display_name(path)
     report = on_oversized if on_oversized is not None else _ignore
@@ -161,7 +304,7 @@ def iter_records(
             if as_json:
                 yield from _json_values(src, data, max_record_bytes, report)
             else:
-                yield from _lines(src, data, max_record_bytes, report)
+                yield from ndjson(src, data, max_record_bytes, report)
         except _Unclosed as exc:
             raise InputError(
                 f"{name}: ends inside a JSON array (after element {exc.count:,}, no closing ']'): the file looks "
@@ -354,6 +497,67 @@ def _lines(src: _Source, data: bytes, limit: int, oversized: OnOversized) -> Ite
         oversized(lineno + 1, dropping)
     elif carry and not carry.isspace():
         yield lineno + 1, carry
+
+
+def _blocks(src: _Source, data: bytes, limit: int, oversized: OnOversized) -> Iterator[Line | Block]:
+    """`_lines`, giving the whole lines of each chunk as Blocks (at most `limit` + 1 bytes each)."""
+    lineno = 0
+    carry = b""  # the unfinished last line of the previous chunk (never over the limit)
+    dropping = -1  # while >= 0, the size so far of an over-the-limit line being skipped up to its newline
+    while data:
+        pos = 0
+        if dropping >= 0 or carry:  # finish the line the previous chunk left open
+            nl = data.find(b"\n")
+            if nl < 0:
+                if dropping >= 0:
+                    dropping += len(data)
+                else:
+                    carry += data
+                    if len(carry) > limit:
+                        dropping = len(carry)
+                        carry = b""
+                src.done = f"{lineno:,} complete lines"
+                data = src.read()
+                continue
+            if dropping >= 0:
+                oversized(lineno + 1, dropping + nl)
+                dropping = -1
+            else:
+                line = carry + data[:nl]
+                carry = b""
+                if len(line) > limit:
+                    oversized(lineno + 1, len(line))
+                elif line and not line.isspace():
+                    yield lineno + 1, line
+            lineno += 1
+            pos = nl + 1
+        end = data.rfind(b"\n", pos) + 1
+        if end:
+            while pos < end:
+                # A block of at most limit + 1 bytes cannot hold a line over the limit; a line with no newline
+                # within limit + 1 bytes of its start is over it.
+                cut = data.rfind(b"\n", pos, pos + limit + 1) + 1
+                if cut:
+                    block = Block(data, pos, cut, lineno + 1)
+                    yield block
+                    lineno += block.lines if block.lines is not None else data.count(b"\n", pos, cut)
+                    pos = cut
+                else:
+                    nl = data.find(b"\n", pos + limit + 1, end)
+                    oversized(lineno + 1, nl - pos)
+                    lineno += 1
+                    pos = nl + 1
+        carry = data[pos:]
+        if len(carry) > limit:
+            dropping = len(carry)
+            carry = b""
+        src.done = f"{lineno:,} complete lines"
+        data = src.read()
+    if dropping >= 0:
+        oversized(lineno + 1, dropping)
+    elif carry and not carry.isspace():
+        yield lineno + 1, carry
+    src.lines = lineno + (dropping >= 0 or bool(carry))
 
 
 # ---------------------------------------------------------------------------------------------------------------

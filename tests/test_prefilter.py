@@ -335,6 +335,40 @@ def test_prefilter_rejects_records_without_the_needle(event: dict[str, Any]) -> 
 def test_anchored_search_agrees_with_lowercase_search(needle: str, prefix: str, middle: str, suffix: str) -> None:
     from detector.rules.prefilter import _make_test
 
-    test = _make_test((needle.encode(),))
+    test, _ = _make_test((needle.encode(),))
     for raw in ((prefix + middle + suffix).encode(), (prefix + needle.upper() + suffix).encode()):
         assert test(raw) == (needle.encode() in raw.lower())
+
+
+# Over a buffer of lines (detector scan's fast path): a line passes exactly when a search finds a match inside
+# it; no match spans a newline, and letters of the line before or the line after never complete a needle.
+_LINE_ALPHABET = st.sampled_from(
+    [b"client", b"CLIENT", b"ClIeNt", b"32", b"3", b"2", b"\\u0063", b"\\u00", b"\\u002", b"\\u0045", b"\\u007f"]
+)
+_LINE_ALPHABET |= st.sampled_from([b"\\u001f", b"\\\\", b"x", b"{", b"}", b" ", b"\r", b'"', b"nt32", b"_"])
+_SEVERAL = 'any where process.name : ("ps_exec.exe", "client32.exe")'
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(st.lists(_LINE_ALPHABET, max_size=12).map(b"".join), min_size=1, max_size=12),
+    queries=st.sampled_from([(SEED,), (_SEVERAL,), ("any where false",)]),
+)
+def test_buffer_searches_agree_with_the_per_record_test(lines: list[bytes], queries: tuple[str, ...]) -> None:
+    p = pf(*queries)
+    assert p.searches is not None
+    buf = b"\n".join(lines) + b"\n"
+    hit_lines = set()
+    for search in p.searches:
+        pos = 0
+        while (m := search(buf, pos, len(buf))) is not None:
+            assert b"\n" not in m.group(0)
+            hit_lines.add(buf.count(b"\n", 0, m.start()))
+            pos = m.start() + 1
+    assert hit_lines == {i for i, line in enumerate(lines) if p(line)}
+
+
+def test_no_buffer_searches_when_a_needle_has_no_caseless_character() -> None:
+    assert pf('any where process.name : "cmd.exe"').searches is None
+    assert pf('any where host.os.type == "windows"').searches is None
+    assert pf("any where false").searches == ()

@@ -1,4 +1,16 @@
-"""`detector scan` (hunt and backfill over files) and `detector normalize` (show the ECS events)."""
+"""`detector scan` (hunt and backfill over files) and `detector normalize` (show the ECS events).
+
+The scan reads NDJSON a chunk at a time (detector/inputs.py `iter_blocks`): the prefilter's searches run once
+over each megabyte (detector/engine.py `Engine.select`), lines are counted with `find`, and only the lines
+holding a match or not framed like a JSON object are cut out and given to `Engine.process`. Every other line
+is one `process` would skip unparsed, so the output and the summary are those of the plain per-line loop
+(`FAST_PATH = False`, also used with `--no-prefilter`); tests/test_scan_fast.py proves it differentially.
+
+`--jobs N` scans in N processes: each file is a task, and an uncompressed NDJSON file is cut at line
+boundaries into several (inputs.ndjson_spans). A task returns, in order, the outcomes worth keeping (alerts,
+rejections, malformed values, candidates) and counts for the rest; the parent applies them in input order,
+so suppression, fleet prevalence, alert order and the summary are those of `--jobs 1`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +18,10 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from tqdm import tqdm
@@ -29,13 +42,26 @@ from detector.cli.common import (
     stdout_binary,
 )
 from detector.engine import DEFAULT_MAX_RECORD_BYTES, TOO_LARGE, Engine, Outcome
-from detector.inputs import InputError, OnOversized, check_readable, display_name, iter_records
+from detector.inputs import (
+    Block,
+    InputError,
+    Line,
+    OnOversized,
+    check_readable,
+    display_name,
+    iter_blocks,
+    iter_records,
+    iter_span,
+    ndjson_spans,
+)
 from detector.prevalence import DEFAULT_HORIZON_S, ScanPrevalence
 from detector.rules.exceptions import ExceptionLists, ExceptionsError, load_exceptions
 from detector.rules.model import duration_seconds
 from detector.stream.suppress import DOCS_COUNT, InMemory
 
 MAX_EXAMPLES = 5  # line references shown per rejection reason
+# The buffer-at-a-time path; False gives the plain per-line loop (the reference the fast path is tested against).
+FAST_PATH = True
 
 
 def register(sub: Any) -> None:
@@ -65,6 +91,14 @@ def register(sub: Any) -> None:
         "an alert an item matches is not written, and is counted per list and item in the summary",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar even when stderr is a terminal")
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="scan in N processes: files in parallel, and a large uncompressed NDJSON file cut at line "
+        "boundaries; output and summary are those of --jobs 1 (default 1; with - among the files, 1)",
+    )
     p.add_argument(
         "--prevalence-horizon",
         type=duration_seconds,
@@ -172,6 +206,14 @@ class Summary:
         if out.ignored:
             self.dropped(out.ignored, f"{name}:{number}")
         return True
+
+    def skipped(self, n: int, pinned: str | None) -> None:
+        """Count n records the prefilter skips (what `count` does for n prefiltered outcomes)."""
+        if n:
+            self.records += n
+            self.prefiltered += n
+            if pinned:
+                self.by_source[pinned] += n
 
     def dropped(self, ignored: list[tuple[str, str]], where: str) -> None:
         self.ignored_records += 1
@@ -319,30 +361,39 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
     source = args.source
     prevalence = ScanPrevalence(horizon=args.prevalence_horizon)
     grouping = InMemory(rules) if any(r.alert_suppression for r in rules) else None
+    blocks = FAST_PATH and engine.use_prefilter and engine.prefilter.searches is not None
+
+    def emit(out: Outcome, name: str, lineno: int) -> None:
+        if not count(out, name, lineno, source):
+            return
+        for hit in out.excluded:
+            summary.excluded[hit] += 1
+        if out.candidates:
+            prevalence.apply(out.candidates)  # as read: an alert sees the executions before it
+        for alert in out.alerts:
+            if grouping is not None:
+                _write_grouped(grouping, alert, summary, names, write)
+                continue
+            summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
+            write(orjson.dumps(alert) + b"\n")
+
+    # A worker process starts with stdin on /dev/null (multiprocessing does that): `-` is read here, in one process.
+    jobs = args.jobs if "-" not in args.files else 1
     try:
-        for path in args.files:
+        if jobs > 1:
+            _scan_jobs(args, engine, blocks, summary, emit, bar)
+        for path in args.files if jobs == 1 else ():
             name = display_name(path)
-            records = iter_records(
-                path,
-                None if bar is None else bar.update,
-                max_record_bytes=limit,
-                on_oversized=summary.oversized(name, limit),
-            )
+            progress = None if bar is None else bar.update
+            oversized = summary.oversized(name, limit)
             try:
-                for lineno, data in records:
-                    out = process(data, source)
-                    if not count(out, name, lineno, source):
-                        continue
-                    for hit in out.excluded:
-                        summary.excluded[hit] += 1
-                    if out.candidates:
-                        prevalence.apply(out.candidates)  # as read: an alert sees the executions before it
-                    for alert in out.alerts:
-                        if grouping is not None:
-                            _write_grouped(grouping, alert, summary, names, write)
-                            continue
-                        summary.alerts_by_rule[names[alert["kibana.alert.rule.rule_id"]]] += 1
-                        write(orjson.dumps(alert) + b"\n")
+                if blocks:
+                    items = iter_blocks(path, progress, max_record_bytes=limit, on_oversized=oversized)
+                    for lineno, out in _outcomes(engine, items, source, summary.skipped):
+                        emit(out, name, lineno)
+                else:
+                    for lineno, data in iter_records(path, progress, max_record_bytes=limit, on_oversized=oversized):
+                        emit(process(data, source), name, lineno)
             except InputError as exc:
                 # The records before the damage are scanned and counted; the next file is still read.
                 summary.damaged.append(str(exc))
@@ -357,6 +408,165 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
         out_stream.flush()
     say(summary.render(source))
     return (EXIT_DAMAGED if summary.damaged else EXIT_OK), summary
+
+
+def _outcomes(
+    engine: Engine, items: Iterator[Line | Block], source: str | None, skipped: Callable[[int, str | None], None]
+) -> Iterator[tuple[int, Outcome]]:
+    """(line number, outcome) of each record `process` does not skip unparsed; `skipped(n, source)` is told of
+    the others, a block at a time."""
+    process = engine.process
+    select = engine.select
+    for item in items:
+        if item.__class__ is Block:
+            block = item
+            data = block.data
+            block.lines, records, parse = select(data, block.start, block.end)
+            skipped(records - len(parse), source)
+            first = block.first
+            for i, s, e in parse:
+                yield first + i, process(data[s:e], source)
+        else:
+            lineno, raw = cast(Line, item)
+            yield lineno, process(raw, source)
+
+
+# --- --jobs: tasks in worker processes, applied in input order by the parent ------------------------------------
+
+# (path, byte range or None for the whole file): one task.
+_Task = tuple[str, tuple[int, int] | None]
+# What a task gives back, in order: (line number, outcome worth keeping) or (line number, size) for a record
+# over the size limit; then the number of records the prefilter skipped, of clean parsed records by source,
+# the lines read (for the numbering of the next range of the same file), the bytes covered and the damage.
+_Done = tuple[list[tuple[int, Outcome | int]], int, Counter[str], int, int, str | None]
+
+_WORKER: tuple[Engine, bool, str | None, int] | None = None  # set in the parent just before the pool forks
+
+
+def _clean(out: Outcome) -> bool:
+    """An outcome that only counts (its source): nothing of it is written or shown but the count."""
+    return (
+        out.rejection is None
+        and not out.alerts
+        and not out.ignored
+        and out.no_event is None
+        and not out.excluded
+        and not out.candidates
+    )
+
+
+def _run_task(task: _Task) -> _Done:
+    assert _WORKER is not None
+    engine, blocks, source, limit = _WORKER
+    path, span = task
+    kept: list[tuple[int, Outcome | int]] = []
+    by_source: Counter[str] = Counter()
+    skipped = 0
+    read = [0]
+
+    def oversized(number: int, size: int) -> None:
+        kept.append((number, size))
+
+    def skip(n: int, pinned: str | None) -> None:
+        nonlocal skipped
+        skipped += n
+
+    damage = None
+    try:
+        if span is not None:
+            items: Iterator[Any] = iter_span(
+                path, *span, max_record_bytes=limit, on_oversized=oversized, lines=lambda n: read.__setitem__(0, n)
+            )
+        elif blocks:
+            items = iter_blocks(path, max_record_bytes=limit, on_oversized=oversized)
+        else:
+            items = iter_records(path, max_record_bytes=limit, on_oversized=oversized)
+        pairs = _outcomes(engine, items, source, skip) if blocks or span else _each(engine, items, source)
+        for lineno, out in pairs:
+            if out.prefiltered:
+                skipped += 1
+            elif _clean(out):
+                by_source[out.source or "?"] += 1
+            else:
+                kept.append((lineno, out))
+    except InputError as exc:
+        damage = str(exc)
+    size = span[1] - span[0] if span is not None else _size(path)
+    return kept, skipped, by_source, read[0], size, damage
+
+
+def _each(engine: Engine, items: Iterator[Line], source: str | None) -> Iterator[tuple[int, Outcome]]:
+    process = engine.process
+    for lineno, data in items:
+        yield lineno, process(data, source)
+
+
+def _size(path: str) -> int:
+    try:
+        return 0 if path == "-" else Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
+def _tasks(files: list[str], jobs: int, limit: int, split: bool) -> list[tuple[_Task, bool]]:
+    """Every file a task, a large uncompressed NDJSON file several; with whether the task ends its file."""
+    tasks: list[tuple[_Task, bool]] = []
+    for path in files:
+        spans = ndjson_spans(path, 4 * jobs, limit) if split else None
+        if not spans:
+            tasks.append(((path, None), True))
+            continue
+        for k, span in enumerate(spans):
+            tasks.append(((path, span), k == len(spans) - 1))
+    return tasks
+
+
+def _scan_jobs(
+    args: argparse.Namespace,
+    engine: Engine,
+    blocks: bool,
+    summary: Summary,
+    emit: Callable[[Outcome, str, int], None],
+    bar: tqdm[Any] | None,
+) -> None:
+    global _WORKER
+    import multiprocessing  # here: its imports cost a one-process scan about 0.1 s of start-up
+
+    limit = args.max_record_bytes
+    source = args.source
+    # Only the fast path numbers a range's lines from its own start; the per-line reference reads whole files.
+    tasks = _tasks(args.files, args.jobs, limit, split=blocks)
+    _WORKER = (engine, blocks, source, limit)
+    ctx = multiprocessing.get_context("fork")
+    try:
+        with ctx.Pool(args.jobs) as pool:
+            offset = 0  # lines of the file's earlier ranges
+            skip_rest = False  # the file broke off in an earlier range: the serial scan reads no further
+            for (task, last), done in zip(tasks, pool.imap(_run_task, [t for t, _ in tasks]), strict=True):
+                path = task[0]
+                name = display_name(path)
+                kept, skipped, by_source, lines, size, damage = done
+                if bar is not None:
+                    bar.update(size)
+                if not skip_rest:
+                    summary.skipped(skipped, source)
+                    summary.records += sum(by_source.values())
+                    summary.by_source.update(by_source)
+                    report = summary.oversized(name, limit)
+                    for lineno, out in kept:
+                        if isinstance(out, int):
+                            report(offset + lineno, out)
+                        else:
+                            emit(out, name, offset + lineno)
+                    if damage is not None:
+                        summary.damaged.append(damage)
+                        skip_rest = True
+                offset += lines
+                if last:
+                    offset = 0
+                    skip_rest = False
+    finally:
+        _WORKER = None
 
 
 def _write_grouped(

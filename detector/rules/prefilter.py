@@ -14,6 +14,17 @@ at least one (case-insensitively). The derivation is conservative by constructio
   an encoder may escape them (`\\u00e9`).
 * A record that contains a `\\u00XX` escape for a printable ASCII character may spell a needle in an
   escaped form; it always passes.
+
+A record passes when one of `Prefilter.searches` (the anchored needle patterns, then the escape pattern)
+finds a match in it. None of them can match across a newline (needles are runs of letters, digits and `_`,
+the escape has no newline), so `detector scan` runs them once over a whole buffer of NDJSON lines and a line
+passes exactly when a match lies inside it (`Prefilter.searches`, detector/engine.py `Engine.select`).
+
+Measured (10 s windows on 2.7 KB records of tools/synth.py, per record): the two literal-prefixed searches
+(about 5 us each on this machine) beat every one-pass alternative tried: one alternation of both patterns
+(35 us: with no literal prefix, re tries a match at every `3` and every backslash), `bytes.lower()` then
+`in` (13 us), a `bytes.find("32")` loop checking the letters before each hit (17 us), and a
+case-insensitive regex (79 us).
 """
 
 from __future__ import annotations
@@ -98,10 +109,19 @@ def needles_for(node: Node, verbatim: frozenset[str]) -> Alternatives:
     raise TypeError(f"unknown AST node {node!r}")
 
 
+# A compiled pattern's bound search method: search(data, pos, endpos) -> match or None.
+Search = Callable[[bytes, int, int], "re.Match[bytes] | None"]
+
+
 @dataclass(frozen=True)
 class Prefilter:
     literals: tuple[bytes, ...] | None
-    _test: Callable[[bytes], bool]
+    # The per-record test: True when the record may match. Call it directly on a hot path.
+    test: Callable[[bytes], bool]
+    # Searches that together decide the test over a buffer of whole lines: a line passes exactly when one
+    # of them finds a match that starts inside it. None when the test is not expressed that way (no
+    # constraint, or a needle without any caseless character); () when no record can match.
+    searches: tuple[Search, ...] | None = None
 
     @classmethod
     def for_queries(cls, queries: Sequence[CompiledQuery], verbatim_fields: frozenset[str]) -> Prefilter:
@@ -113,11 +133,12 @@ class Prefilter:
                 return cls(None, _always)
             union |= alts
         needles = tuple(sorted(n.encode("ascii") for n in _minimise(frozenset(union))))
-        return cls(needles, _make_test(needles))
+        test, searches = _make_test(needles)
+        return cls(needles, test, searches)
 
     def __call__(self, raw: bytes) -> bool:
         """True: the record may match (parse it). False: it cannot match any query."""
-        return self._test(raw)
+        return self.test(raw)
 
     def describe(self) -> str:
         if self.literals is None:
@@ -159,13 +180,15 @@ def _anchored(needle: str) -> re.Pattern[bytes] | None:
     return re.compile(pattern.encode("ascii"))
 
 
-def _make_test(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
+def _make_test(needles: tuple[bytes, ...]) -> tuple[Callable[[bytes], bool], tuple[Search, ...] | None]:
     escape_search = _ASCII_ESCAPE.search
     if not needles:
-        return lambda raw: False
+        return (lambda raw: False), ()
     anchored = [_anchored(n.decode("ascii")) for n in needles]
     searches = tuple(p.search for p in anchored if p is not None)
     lowered = tuple(n for n, p in zip(needles, anchored, strict=True) if p is None)
+    # Needles first: a record holding one is found without the escape scan.
+    over_buffers = None if lowered else (*searches, escape_search)
 
     if len(searches) == 1 and not lowered:
         (search,) = searches
@@ -175,7 +198,7 @@ def _make_test(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
             # two thirds of orjson.loads; `needle in raw.lower()` alone costs as much as both.
             return search(raw) is not None or escape_search(raw) is not None
 
-        return one
+        return one, over_buffers
 
     def many(raw: bytes) -> bool:
         for search in searches:
@@ -189,4 +212,4 @@ def _make_test(needles: tuple[bytes, ...]) -> Callable[[bytes], bool]:
         # Only reached when no needle was found: the record may spell one with \u escapes.
         return escape_search(raw) is not None
 
-    return many
+    return many, over_buffers
