@@ -151,6 +151,7 @@ class FakeProducer:
         self.delivered: list[Sent] = []
         self.refused: list[Sent] = []
         self.polls = 0
+        self.hold_acks = False  # deliveries reported by flush() only: acknowledgements slower than the loop
 
     def produce(
         self,
@@ -168,8 +169,14 @@ class FakeProducer:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         self.pending.append((sent, on_delivery))
 
+    def __len__(self) -> int:  # messages in the queue or in flight, as librdkafka's Producer counts them
+        return len(self.pending)
+
     def poll(self, timeout: float = 0) -> int:
+        # Serves delivery reports, as librdkafka's poll does: this broker acknowledges at once (unless held).
         self.polls += 1
+        if not self.hold_acks:
+            self.flush()
         return 0
 
     def flush(self, timeout: float = 0) -> int:
@@ -368,7 +375,7 @@ def test_a_queue_that_stays_full_pauses_the_consumer_which_keeps_polling(monkeyp
 
     def slow_poll(self: FakeProducer, timeout: float = 0) -> int:
         time.sleep(0.01)
-        return 0
+        return 0 if self.queue_full else self.flush()
 
     monkeypatch.setattr(FakeProducer, "poll", slow_poll)
     loop = make_loop()

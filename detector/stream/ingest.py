@@ -7,11 +7,14 @@ lifecycle; only the rare matches go on, over the internal matches topic, to the 
 enforces the cap (in a Faust table) and publishes alerts.
 
 Delivery: offsets of a batch are committed only after every dead letter and match that the batch
-produced has been acknowledged by the broker (acks=all, idempotent producer). A crash before that
-re-reads the batch: at-least-once, and alert ids are deterministic so replays give the same ids.
+produced has been acknowledged by the broker (acks=all, idempotent producer), and every earlier batch's
+too. A crash before that re-reads the batch: at-least-once, and alert ids are deterministic so replays
+give the same ids. The acknowledgements are not waited for before the next batch is read: up to
+MAX_PENDING_BATCHES processed batches are in flight, each committed (in order) once its own deliveries are
+acknowledged. Waiting for them batch by batch left the thread idle for a round trip per batch.
 
-Backpressure: while what a batch produced is unacknowledged (broker down, an output topic refusing
-writes or gone), the next batch is not read. After PAUSE_AFTER_S the consumer pauses its assigned partitions
+Backpressure: while what a batch produced is refused or long unacknowledged (broker down, an output topic
+refusing writes or gone), the next batch is not read. After PAUSE_AFTER_S the consumer pauses its assigned partitions
 but keeps polling, so it stays in the group (max.poll.interval.ms) and follows rebalances; librdkafka's local
 queue is bounded (queue.buffering.max.*), so memory stays bounded. A message the broker refused (not a fatal
 producer error) is produced again after a backoff, for as long as it takes; once all is acknowledged the
@@ -36,6 +39,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -100,8 +104,12 @@ DELIVERY_POLL_S = 0.2  # one wait for acknowledgements (or for room in the queue
 PAUSE_AFTER_S = 1.0  # unacknowledged this long: the consumer pauses (a slow ack is not yet backpressure)
 RETRY_BACKOFF_S = 0.5  # first wait before producing refused messages again, doubling up to the max
 RETRY_BACKOFF_MAX_S = 5.0
-# librdkafka's default local queue is 100000 messages / 1 GiB; a batch's outputs are awaited before the next
-# batch is read, so the queue never needs more than one batch's worth.
+# Processed batches whose outputs may be unacknowledged at once. A round trip (acks=all) takes about one
+# batch's processing time, so a few suffice; more only delays the commits.
+MAX_PENDING_BATCHES = 4
+REVOKE_FLUSH_S = 5.0  # on revocation, how long the outputs of the revoked partitions' batches are waited for
+# librdkafka's default local queue is 100000 messages / 1 GiB; outputs of at most MAX_PENDING_BATCHES + 1
+# batches are in it, so it never needs more than a few batches' worth.
 PRODUCER_QUEUE_KBYTES = 64 * 1024
 PRODUCER_QUEUE_MESSAGES = 100_000
 _SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
@@ -113,6 +121,18 @@ _MISSING_TOPIC_ERRORS = frozenset(
 
 DeadLetterHeaders = list[tuple[str, bytes]]
 Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce accepts
+
+
+def _never(raw: bytes) -> bool:
+    return False
+
+
+@dataclass(eq=False)
+class _Batch:
+    """A processed batch: its next offsets per partition, and how many of its outputs are not yet acknowledged."""
+
+    offsets: dict[tuple[str, int], int]
+    outstanding: int = 0
 
 
 class DeliveryError(RuntimeError):
@@ -258,6 +278,8 @@ class IngestLoop(threading.Thread):
         self._assignment: set[tuple[str, int]] = set()
         self._delivery_errors: list[str] = []
         self._positions: dict[tuple[str, int], int] = {}  # next offset to commit, per processed partition
+        self._pending: deque[_Batch] = deque()  # processed batches not yet committed, oldest first
+        self._producer: Producer | None = None
         # topic -> pinned source; auto-detected topics are absent (None: the engine detects per record)
         self._pinned = {t: src for t, src in cfg.topics.items() if src != AUTO}
         # Sampling needs an engine that never prefilters; with the prefilter off nothing is skipped to sample.
@@ -274,7 +296,8 @@ class IngestLoop(threading.Thread):
         self._interval = cfg.validate_sample_interval
         self._last_sampled: dict[str, float] = dict.fromkeys(cfg.topics, float("-inf"))
         self.deadletter_limit = cfg.deadletter_max_bytes  # lowered at start to what the topic accepts
-        self._oversized: list[DeadLetter] = []  # dead letters the broker refused as too large, to cut and resend
+        # Dead letters the broker refused as too large, to cut and resend (with the batch they belong to).
+        self._oversized: list[tuple[DeadLetter, _Batch]] = []
         # Backpressure: messages the broker refused (to produce again), when the consumer was paused (None:
         # not paused), and what the consumer returned while paused (processed as the next batch).
         self._refused: list[tuple[Message, Callable[[KafkaError | None, Message], None], KafkaError]] = []
@@ -317,7 +340,17 @@ class IngestLoop(threading.Thread):
         self.assigned.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._commit_positions(consumer, {(p.topic, p.partition) for p in partitions})
+        revoked = {(p.topic, p.partition) for p in partitions}
+        if self._pending and self._producer is not None:
+            # Batches in flight: what they produced and the broker acknowledges now is committed here rather
+            # than re-read by the new owner. What is still unacknowledged after that is left to the new owner.
+            self._producer.flush(REVOKE_FLUSH_S)
+            ready = self._ready_offsets()
+            self._commit_async(consumer, {tp: o for tp, o in ready.items() if tp not in revoked})
+            for batch in self._pending:
+                for tp in revoked & batch.offsets.keys():
+                    del batch.offsets[tp]
+        self._commit_positions(consumer, revoked)
         for p in partitions:
             self._assignment.discard((p.topic, p.partition))
             with contextlib.suppress(KeyError):  # never had a lag sample
@@ -369,6 +402,7 @@ class IngestLoop(threading.Thread):
                 **producer_queue_limits(limits["message.max.bytes"]),
             }
         )
+        self._producer = producer
         consumer.subscribe(list(self.cfg.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.running = True
         last_lag = 0.0
@@ -382,14 +416,17 @@ class IngestLoop(threading.Thread):
                 now = time.monotonic()
                 if batch:
                     self._process_batch(consumer, producer, batch)
+                elif self._pending:
+                    self._settle(consumer, producer)
                 if self.cfg.exceptions:
                     self._exceptions.poll(self.engine, now)
                 if now - last_lag >= LAG_EVERY_S:
                     self._update_lag(consumer)
                     last_lag = now
         finally:
-            # SIGTERM path: the current batch was finished above; commit it and leave the group cleanly.
+            # SIGTERM path: the current batch was finished above; commit what is acknowledged and leave the group.
             producer.flush(10)
+            self._ready_offsets()
             try:
                 self._commit_positions(consumer)
             except KafkaException as exc:  # on the way out after another failure: report, don't mask it
@@ -404,9 +441,9 @@ class IngestLoop(threading.Thread):
         pinned = self._pinned
         process = self.engine.process
         m = self.metrics
-        on_delivery = self._on_delivery
         every = self._every
-        produced = 0
+        ticket = _Batch({})
+        on_delivery = partial(self._on_delivery, ticket)
         # Per-record bookkeeping is kept to dict updates keyed by what the message already holds; the
         # metrics are updated once per batch.
         offsets: dict[tuple[str, int], int] = {}
@@ -416,6 +453,12 @@ class IngestLoop(threading.Thread):
         if every > 1 and self._interval > 0:
             self._arm_due_samples(every)
         prefiltered_before = dict(prefiltered)
+        # Nearly every record is one the prefilter skips: for those, the loop does no more than this test and
+        # two counts (no outcome, no call through Engine.process).
+        skips = self.engine.skipper() or _never
+        topic: str
+        partition: int
+        offset: int
         for msg in batch:
             err = msg.error()
             if err is not None:
@@ -426,19 +469,17 @@ class IngestLoop(threading.Thread):
                 log.warning("consume error: %s", err)
                 continue
             # Always set on a consumed message without error; the stubs type them as optional.
-            topic = cast(str, msg.topic())
-            partition = cast(int, msg.partition())
-            offsets[(topic, partition)] = cast(int, msg.offset()) + 1
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()  # type: ignore[assignment]
+            offsets[(topic, partition)] = offset + 1
             consumed[topic] = consumed.get(topic, 0) + 1
-            source = pinned.get(topic)
             raw = msg.value() or b""
-            out = process(raw, source)
-            if out.prefiltered:
+            if skips(raw):
                 n = prefiltered[topic] = prefiltered.get(topic, 0) + 1
                 if every and not n % every:
-                    produced += self._validate_sample(producer, msg, raw, source)
+                    self._validate_sample(producer, msg, raw, pinned.get(topic), ticket)
                 continue
-            offset = cast(int, msg.offset())
+            source = pinned.get(topic)
+            out = process(raw, source)
             if out.rejection is not None:
                 m.rejected.labels(out.source or source or AUTO, out.rejection.reason).inc()
                 self._produce_deadletter(
@@ -453,8 +494,8 @@ class IngestLoop(threading.Thread):
                         offset,
                         out.source or source,
                     ),
+                    ticket,
                 )
-                produced += 1
                 continue
             m.normalized.labels(out.source or source or AUTO).inc()
             if out.no_event is not None:
@@ -471,7 +512,7 @@ class IngestLoop(threading.Thread):
                     oversized_alert = len(value)
                     continue
                 self._produce(producer, self.cfg.matches_topic, value, key, on_delivery=on_delivery)
-                produced += 1
+                ticket.outstanding += 1
             if not oversized_alert:
                 m.count_matches(out.alerts)
             if oversized_alert:
@@ -492,25 +533,57 @@ class IngestLoop(threading.Thread):
                 self._produce_deadletter(
                     producer,
                     DeadLetter(raw, msg.key(), ALERT_TOO_LARGE, detail, topic, partition, offset, out.source or source),
+                    ticket,
                 )
-                produced += 1
         for topic, n in consumed.items():
             m.consumed.labels(pinned.get(topic) or AUTO, topic).inc(n)
         m.observe_freshness(batch, {t: pinned.get(t) or AUTO for t in consumed}, consumed_at)
         for topic, n in prefiltered.items():
             if n != prefiltered_before.get(topic, 0):
                 m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n - prefiltered_before.get(topic, 0))
-        if produced:
+        ticket.offsets = offsets
+        self._pending.append(ticket)
+        m.batches.inc()
+        self._settle(consumer, producer)
+
+    def _settle(self, consumer: Consumer, producer: Producer) -> None:
+        """Serve delivery reports and commit the batches that are done; wait only when there is trouble or
+        MAX_PENDING_BATCHES are in flight."""
+        producer.poll(0)
+        if self._refused or self._oversized or self._delivery_errors or self._paused_since is not None:
+            # The careful path: everything acknowledged (and the consumer resumed) before going on.
             self._await_deliveries(producer)
+        elif len(self._pending) > MAX_PENDING_BATCHES:
+            self._await_oldest(producer)
+        self._commit_async(consumer, self._ready_offsets())
+
+    def _commit_async(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
         if self._assignment:  # partitions revoked while waiting are the new owner's to commit (it re-reads them)
             offsets = {tp: o for tp, o in offsets.items() if tp in self._assignment}
         if offsets:
-            # Everything this batch produced is acknowledged, so its offsets may be committed. Async: the
-            # broker round trip would otherwise cost more than the batch's records; revocation and shutdown
-            # commit synchronously (see _commit_positions).
-            self._positions.update(offsets)
+            # Async: the broker round trip would otherwise cost more than the batch's records; revocation and
+            # shutdown commit synchronously (see _commit_positions).
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
-        m.batches.inc()
+
+    def _ready_offsets(self) -> dict[tuple[str, int], int]:
+        """Take the oldest batches whose outputs are all acknowledged; their offsets become committable."""
+        offsets: dict[tuple[str, int], int] = {}
+        pending = self._pending
+        while pending and not pending[0].outstanding:
+            offsets.update(pending.popleft().offsets)
+        self._positions.update(offsets)
+        return offsets
+
+    def _await_oldest(self, producer: Producer) -> None:
+        since = time.monotonic()
+        pending = self._pending
+        while pending and pending[0].outstanding:
+            producer.poll(DELIVERY_POLL_S)
+            if self._refused or self._oversized or self._delivery_errors:
+                self._await_deliveries(producer)
+                return
+            self._blocked(since, f"{len(producer)} produced message(s) not acknowledged")
+        self._resume()
 
     def _arm_due_samples(self, every: int) -> None:
         due = time.monotonic() - self._interval
@@ -520,8 +593,8 @@ class IngestLoop(threading.Thread):
                 n = seen.get(topic, 0)
                 seen[topic] = n + (every - 1 - n % every)  # unchanged when already armed
 
-    def _validate_sample(self, producer: Producer, msg: Message, raw: bytes, source: str | None) -> int:
-        """Parse and normalise a record the prefilter skipped; dead-letter it if invalid. Returns messages produced."""
+    def _validate_sample(self, producer: Producer, msg: Message, raw: bytes, source: str | None, batch: _Batch) -> None:
+        """Parse and normalise a record the prefilter skipped; dead-letter it (as part of `batch`) if invalid."""
         topic, partition, offset = cast(str, msg.topic()), cast(int, msg.partition()), cast(int, msg.offset())
         self._last_sampled[topic] = time.monotonic()
         out = cast(Engine, self._validator).process(raw, source)
@@ -530,15 +603,14 @@ class IngestLoop(threading.Thread):
             self.metrics.validated.labels(topic, claimed, "ok").inc()
             if out.alerts:  # the prefilter must never skip a match: this would be a missed detection
                 log.error("prefilter bug: it skipped %s[%d]@%d, which matches", topic, partition, offset)
-            return 0
+            return
         reason = out.rejection.reason
         self.metrics.validated.labels(topic, claimed, reason).inc()
         self.metrics.rejected.labels(out.source or claimed, reason).inc()
         letter = DeadLetter(
             raw, msg.key(), reason, out.rejection.detail, topic, partition, offset, out.source or source, sampled=True
         )
-        self._produce_deadletter(producer, letter)
-        return 1
+        self._produce_deadletter(producer, letter, batch)
 
     # -- producing -----------------------------------------------------------------------------------
     def _produce(
@@ -573,7 +645,8 @@ class IngestLoop(threading.Thread):
                 self._wait(backoff)
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
 
-    def _produce_deadletter(self, producer: Producer, letter: DeadLetter) -> None:
+    def _produce_deadletter(self, producer: Producer, letter: DeadLetter, batch: _Batch, again: bool = False) -> None:
+        """Produce a dead letter as one of `batch`'s outputs (`again`: one it already counts, sent anew)."""
         limit = self.deadletter_limit
         while True:
             key, value, headers = deadletter_message(letter, limit)
@@ -584,7 +657,7 @@ class IngestLoop(threading.Thread):
                     value,
                     key,
                     cast(Headers, headers),
-                    partial(self._on_deadletter_delivery, letter),
+                    partial(self._on_deadletter_delivery, letter, batch),
                 )
                 break
             except KafkaException as exc:
@@ -594,20 +667,24 @@ class IngestLoop(threading.Thread):
                 # Refused locally as too large (message.max.bytes): cut further rather than die on this record.
                 log.warning("producer refused a %d-byte dead letter (%s): cutting it further", len(value), err.str())
                 limit = max(limit // 2, MIN_DEADLETTER_BYTES)
+        if not again:
+            batch.outstanding += 1
         if len(value) < len(letter.raw):
             self.metrics.deadletters_truncated.inc()
 
-    def _on_deadletter_delivery(self, letter: DeadLetter, err: KafkaError | None, msg: Message) -> None:
+    def _on_deadletter_delivery(self, letter: DeadLetter, batch: _Batch, err: KafkaError | None, msg: Message) -> None:
         if err is None:
-            return
-        if err.code() in _SIZE_ERRORS:
-            self._oversized.append(letter)
+            batch.outstanding -= 1
+        elif err.code() in _SIZE_ERRORS:
+            self._oversized.append((letter, batch))
         else:
-            self._on_refused(err, msg, partial(self._on_deadletter_delivery, letter))
+            self._on_refused(err, msg, partial(self._on_deadletter_delivery, letter, batch))
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._on_refused(err, msg, self._on_delivery)
+    def _on_delivery(self, batch: _Batch, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            batch.outstanding -= 1
+        else:
+            self._on_refused(err, msg, partial(self._on_delivery, batch))
 
     def _on_refused(
         self, err: KafkaError, msg: Message, on_delivery: Callable[[KafkaError | None, Message], None]
@@ -715,8 +792,8 @@ class IngestLoop(threading.Thread):
                 len(letters),
                 self.deadletter_limit,
             )
-            for letter in letters:
-                self._produce_deadletter(producer, letter)
+            for letter, batch in letters:
+                self._produce_deadletter(producer, letter, batch, again=True)
                 self._drain(producer, since)
             alone = True
 
