@@ -116,3 +116,9 @@ def test_the_shortened_rules_are_valid(tmp_path: Path) -> None:
     path.write_text(shorten((PROM / "detector.rules.yml").read_text(), 15, 60))
     res = subprocess.run([exe, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_every_alert_is_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    for alert in _alerts():
+        assert f"`{alert['alert']}`" in readme, alert["alert"]
