@@ -437,3 +437,34 @@ def test_readme_quick_start_renders(tmp_path: Path) -> None:
         res = helm("template", release, CHART, "--kube-version", KUBE_VERSION, *extra)
         kinds = {d["kind"] for d in docs(res.stdout)}
         assert {"Deployment", "ConfigMap", "Service"} <= kinds
+
+
+def test_notes_render(tmp_path: Path) -> None:
+    """NOTES.txt is only rendered by a real install: render it as a template of a copy of the chart."""
+    import shutil
+
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "notes.txt").write_text((chart / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "notes.yaml").write_text('notes: |\n  {{- tpl (.Files.Get "notes.txt") . | nindent 2 }}\n')
+    for args in ([], ["-f", str(FULL_VALUES)]):
+        res = helm("template", "detector", chart, "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION,
+                   "--show-only", "templates/notes.yaml", *args)  # fmt: skip
+        (doc,) = docs(res.stdout)
+        notes = doc["notes"]
+        assert "rollout status deployment/detector-netsupport-detector" in notes
+        assert ("PodMonitor" in notes) == bool(args) and ("prometheus.io" in notes) != bool(args)
+
+
+def test_missing_tools_fail_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """In CI a missing tool is a failure, not a skip (elsewhere a skip that says how to install it)."""
+    import tests.test_helm as module
+
+    monkeypatch.setattr(module, "TOOLS", tmp_path)
+    monkeypatch.setattr(module, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="make k8s-tools"):
+        module._tool("bin/helm")
+    monkeypatch.setattr(module, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="make k8s-tools"):
+        module._tool("bin/helm")
