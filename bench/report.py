@@ -332,6 +332,14 @@ def sections(
             )
         cons = tput["consumers"]
         yield ""
+        if len(tput.get("rounds", [])) > 1:
+            per = "; ".join(
+                f"{fmt(r['bare']['records_per_s'])} / {fmt(r['worker']['records_per_s'])}" for r in tput["rounds"]
+            )
+            yield (
+                f"Bare loop and worker alternated for {len(tput['rounds'])} rounds, each keeping its best "
+                f"(records/s, bare / worker, per round: {per}).\n"
+            )
         if "bare" in cons and cons["bare"].get("passes", 1) > 1:
             yield (
                 f"The bare loop drains the topics in a few seconds, so it passed over them {cons['bare']['passes']} "
@@ -376,6 +384,22 @@ def sections(
                 f"{q['p50']:.1f} | {q['p95']:.1f} | {q['p99']:.1f} | {q['max']:.1f} | {r['worker_cpu_share']:.0%} |"
             )
         yield ""
+        if all("produce_to_evaluation_ms" in r for r in lat["rates"]):
+            yield (
+                "Where the time goes: each alert's `@timestamp` is when the ingest evaluated its record (ms "
+                "precision), which splits the latency into produce -> evaluated (producer linger, broker, the "
+                "ingest's fetch and batch) and evaluated -> alert read (the match produced and acknowledged, the "
+                "matches topic, the Faust agent: prevalence observation, then the enriched match, then the alert "
+                "sent and acknowledged, the alerts topic, the reader).\n"
+            )
+            yield "| offered/s | produce -> evaluated p50 / p99 ms | evaluated -> alert read p50 / p99 ms |"
+            yield "|---:|---:|---:|"
+            for r in lat["rates"]:
+                a, b = r["produce_to_evaluation_ms"], r["evaluation_to_alert_ms"]
+                yield (
+                    f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
+                )
+            yield ""
         short = [r for r in lat["rates"] if r["achieved_rate"] < 0.95 * r["target_rate"]]
         for r in short:
             yield (
