@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lock install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream bench-memory bench-report bench-adversarial faults fuzz clean k8s-tools helm-sync
+.PHONY: lock install test test-unit test-kafka lint scan-sample demo kafka-up kafka-down bench bench-stream bench-memory bench-report bench-adversarial faults fuzz clean k8s-tools
 
 install: $(STAMP)
 
@@ -47,11 +47,6 @@ scan-sample: $(STAMP)
 ## tests/test_helm.py (needs go; .ci/run calls this).
 k8s-tools: $(STAMP)
 	K8S_PYTHON=$(BIN)/python tools/k8s-tools.sh
-
-## The Helm chart reads the alert rules and the dashboard from its own copies (.Files.Get stays in the chart).
-helm-sync:
-	cp deploy/prometheus/detector.rules.yml deploy/helm/netsupport-detector/files/detector.rules.yml
-	cp deploy/grafana/dashboards/netsupport-detector.json deploy/helm/netsupport-detector/files/netsupport-detector.json
 
 kafka-up:
 	deploy/kafka/kafka.sh up

@@ -282,8 +282,8 @@ def test_prometheus_rule_and_dashboard_are_the_monitoring_owners_files(rendered:
     )
 
 
-def test_chart_copies_of_the_rules_and_dashboard_are_in_sync() -> None:
-    """.Files.Get reads only inside the chart: files/ holds copies, which must equal the owners' files."""
+def test_chart_files_are_the_owners_files() -> None:
+    """.Files.Get reads only inside the chart: files/ holds symlinks to the monitoring owner's files (no fork)."""
     pairs = {
         CHART / "files" / "detector.rules.yml": REPO / "deploy" / "prometheus" / "detector.rules.yml",
         CHART / "files" / "netsupport-detector.json": REPO
@@ -292,8 +292,8 @@ def test_chart_copies_of_the_rules_and_dashboard_are_in_sync() -> None:
         / "dashboards"
         / ("netsupport-detector.json"),
     }
-    for copy, original in pairs.items():
-        assert copy.read_bytes() == original.read_bytes(), f"out of date: cp {original} {copy}  (or make helm-sync)"
+    for link, original in pairs.items():
+        assert link.is_symlink() and link.resolve() == original.resolve(), f"ln -sfr {original} {link}"
 
 
 def test_secrets_are_mounted_files(rendered: dict[str, Path]) -> None:
