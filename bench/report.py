@@ -255,11 +255,11 @@ def sections(
     yield "make kafka-up                 # or your own broker: export BENCH_BOOTSTRAP=127.0.0.1:19592"
     yield "make bench                    # scan: bench/results/scan.json"
     yield "make bench-stream             # stream_throughput + stream_latency: bench/results/stream_*.json"
-    yield "make bench-memory             # 10 minutes at 50,000 records/s (MINUTES=1 for a trial)"
+    yield "make bench-memory             # 10 minutes at 50,000 records/s (MINUTES=1 for a trial, RATE=20000)"
     yield "make bench-report             # this file and the plots"
     yield "```\n"
     yield "Exact commands of the figures below:\n"
-    for doc in (tput, lat, mem, scan):
+    for doc in (tput, lat, mem, *extra_mem, scan):
         if doc and doc.get("command"):
             yield f"- `{doc['command']}`"
     yield ""
@@ -515,7 +515,8 @@ def comparison(tput: dict[str, Any] | None, lat: dict[str, Any] | None, rates: d
         w = tput["consumers"]["worker"]
         worker_line = (
             f" Our worker, for scale: {fmt(w['records_per_s'])} records/s from one process, "
-            f"{fmt(w['records_per_cpu_s'])} records per CPU-second, on ~2.2 KB multi-vendor records and a rule "
+            f"{fmt(w['records_per_cpu_s'])} records per CPU-second, on "
+            f"{tput['corpus']['bytes'] / tput['corpus']['records'] / 1000:.1f} KB multi-vendor records and a rule "
             "that normalises eight schemas."
         )
     yield (
@@ -527,7 +528,7 @@ def comparison(tput: dict[str, Any] | None, lat: dict[str, Any] | None, rates: d
         "100 single-field rules: 42,009 records/s; their baseline kafka-consumer-perf-test (5 threads) 1.2M "
         "records/s, so the one-rule app reached ~0.37 of their consumer ceiling. An earlier run "
         f"([2022 results]({CONFLUENT_2022_URL})) gave 406k records/s consumed for the same one-rule case. "
-        "They publish no produce-to-alert latency figure that we could find. Their records are ~60x smaller "
+        "They publish no produce-to-alert latency figure that we could find. Their records are ~70x smaller "
         "than ours and need no schema normalisation, and the hardware differs (8 vCPU, dedicated), so only "
         "the ratio to the consumer ceiling compares at all." + worker_line + "\n"
     )

@@ -4,7 +4,7 @@
         [--seconds 15]
 
 One worker, started once, reads eight topics (one per source) while a paced producer writes the generator's
-realistic mix (benign records and near-misses, ~2.2 KB) at each rate in turn, for a timed window each. Every
+realistic mix (benign records and near-misses, mean ~2.7 KB) at each rate in turn, for a timed window each. Every
 `rate / positives-per-second`-th record is a NetSupport positive whose command line carries its sequence
 number and the time it was handed to the producer (ns since the epoch); a reader in its own process (so the
 producer's loop cannot delay it) takes alerts off the alerts topic and subtracts. Same machine, same clock.
@@ -218,7 +218,8 @@ def main() -> None:
                 "bench": "stream_latency",
                 "command": "python -m bench.stream_latency " + f"--rates {args.rates} --seconds {args.seconds:g}",
                 "seconds_per_rate": args.seconds,
-                "record_mix": "tools.synth generate mix (8 sources, ~2.2 KB), positives time-stamped",
+                "record_mix": "tools.synth generate mix (8 sources), positives time-stamped",
+                "mean_record_bytes": round(sum(len(r) for _, r in pool.benign) / len(pool.benign)),
                 "producer": "confluent-kafka, linger.ms 5, lz4, acks all",
                 "rates": rows,
             },

@@ -2,7 +2,7 @@
 
     make kafka-up && .venv/bin/python -m bench.stream_memory [--bootstrap HOST:PORT] [--rate 50000] [--minutes 10]
 
-The input is the realistic mix of tools/synth.py (8 sources, ~2.2 KB, 0.1% NetSupport positives, each with
+The input is the realistic mix of tools/synth.py (8 sources, mean ~2.7 KB, 0.1% NetSupport positives, each with
 its own sequence number so alerts are distinct), cycled from a pool of distinct records, produced by a paced
 producer in this process (lz4, linger 5 ms). The worker's VmRSS (/proc, the whole process: Python heap,
 librdkafka's queues, Faust) is read every second; its consumed-records counter every 5 s, to tell whether it

@@ -3,7 +3,7 @@
     make kafka-up && .venv/bin/python -m bench.stream_throughput [--bootstrap HOST:PORT] [--records 1000000]
 
 The topics (one per source, 4 partitions each) hold --records records of tools/synth.py's realistic mix (8
-sources, ~2.2 KB, ~0.1% NetSupport), produced uncompressed by two generator processes. They are kept and
+sources, mean ~2.7 KB, ~0.1% NetSupport), produced uncompressed by two generator processes. They are kept and
 reused by later runs with the same --records and --seed (named tput-<records>-s<seed>.<source>), since
 generating a million records costs minutes; --fresh-topics makes new ones, --delete-topics removes them after.
 
