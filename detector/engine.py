@@ -170,6 +170,8 @@ class Engine:
         searches = self.prefilter.searches
         if not self.use_prefilter or searches is None:
             raise ValueError("select needs the prefilter and its buffer searches")
+        if end > start and buf[end - 1] != 0x0A:
+            raise ValueError("select needs whole lines: the range must end just after a newline")
         never = end
         nexts = []
         for search in searches:

@@ -229,3 +229,74 @@ def test_spans_cut_after_newlines_and_cover_the_file(tmp_path: Path, monkeypatch
     arr = tmp_path / "a.json"
     arr.write_bytes(b"[" + data.replace(b"\n", b",\n")[:-2] + b"]")
     assert inputs.ndjson_spans(str(gzipped), 5) is None and inputs.ndjson_spans(str(arr), 5) is None
+
+
+# --- the reader and the selection on their own ----------------------------------------------------------------------
+
+
+def _expand(path: Path, limit: int) -> tuple[list[tuple[int, bytes]], list[tuple[int, int]], str | None]:
+    records: list[tuple[int, bytes]] = []
+    oversized: list[tuple[int, int]] = []
+    try:
+        for item in inputs.iter_blocks(
+            str(path), max_record_bytes=limit, on_oversized=lambda n, s: oversized.append((n, s))
+        ):
+            records.extend(item.records() if isinstance(item, inputs.Block) else [item])
+    except inputs.InputError as exc:
+        return records, oversized, str(exc)
+    return records, oversized, None
+
+
+def _plain(path: Path, limit: int) -> tuple[list[tuple[int, bytes]], list[tuple[int, int]], str | None]:
+    records: list[tuple[int, bytes]] = []
+    oversized: list[tuple[int, int]] = []
+    try:
+        for rec in inputs.iter_records(
+            str(path), max_record_bytes=limit, on_oversized=lambda n, s: oversized.append((n, s))
+        ):
+            records.append(rec)
+    except inputs.InputError as exc:
+        return records, oversized, str(exc)
+    return records, oversized, None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.sampled_from([b"", b" ", b"\r", b"x" * 30, b"{}", b"{" + b"y" * 70 + b"}", b"{\r"]), max_size=30),
+    end=st.sampled_from([b"", b"\n"]),
+    chunk=st.integers(min_value=1, max_value=80),
+    limit=st.integers(min_value=1, max_value=90),
+    gz=st.booleans(),
+)
+def test_blocks_expand_to_exactly_the_records(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], end: bytes, chunk: int, limit: int, gz: bool
+) -> None:
+    data = b"x\n" + b"\n".join(lines) + end  # NDJSON (a first line opening a document would be JSON text)
+    f = tmp_path_factory.mktemp("blocks") / "in"
+    f.write_bytes(gzip.compress(data) if gz else data)
+    old = inputs.CHUNK_BYTES
+    inputs.CHUNK_BYTES = chunk
+    try:
+        assert _expand(f, limit) == _plain(f, limit)
+    finally:
+        inputs.CHUNK_BYTES = old
+
+
+def test_select_finds_hits_on_the_first_and_last_lines_and_nothing_across_lines() -> None:
+    from detector.engine import Engine
+    from detector.rules.model import load_rules
+
+    engine = Engine(load_rules())
+    buf = b'{"a": "CLIENT32"}\n{"a": "client"}\n{"b": "32"}\n\n  \n{"c": "\\u0063"}\r\n[1]\n{"d": "clIent32"}\n'
+    lines, records, parse = engine.select(buf, 0, len(buf))
+    assert (lines, records) == (8, 6)
+    assert [i for i, _, _ in parse] == [0, 5, 6, 7]
+    assert [buf[s:e] for _, s, e in parse][-1] == b'{"d": "clIent32"}'
+    # A range inside a larger buffer: letters before the range never complete a needle in it.
+    buf = b'{"a": "client' + b'32"}\n{"x": 1}\n'
+    lines, records, parse = engine.select(buf, 13, len(buf))
+    assert (lines, records, parse) == (2, 2, [(0, 13, 17)])  # `32"}` is not framed, so it is parsed, not a hit
+    buf = b'{"a": "client' + b'{"x": "32"}\n'
+    assert engine.select(buf, 13, len(buf)) == (1, 1, [])  # framed, and `client` before the range is not in it
+    with pytest.raises(ValueError, match="whole lines"):
+        engine.select(buf, 0, len(buf) - 1)
