@@ -439,41 +439,48 @@ def _outcomes(
 
 # (path, byte range or None for the whole file): one task.
 _Task = tuple[str, tuple[int, int] | None]
-# What a task gives back, in order: (line number, outcome worth keeping) or (line number, size) for a record
-# over the size limit; then the number of records the prefilter skipped, of clean parsed records by source,
-# the lines read (for the numbering of the next range of the same file), the bytes covered and the damage.
-_Done = tuple[list[tuple[int, Outcome | int]], int, Counter[str], int, int, str | None]
+# What a task gives back: in order, (line number, outcome) or (line number, size) of a record over the size
+# limit, for every record that writes something or gives an example line to the summary; the summary of all the
+# others (counts only: they come after this task's own examples, so none of them can be shown); the lines read
+# (for the numbering of the next range of the same file), the bytes covered and the damage. Only counts cross
+# the process boundary for the bulk of the records, so a task's memory is bounded like the scan's.
+_Done = tuple[list[tuple[int, Outcome | int]], Summary, int, int, str | None]
 
 _WORKER: tuple[Engine, bool, str | None, int] | None = None  # set in the parent just before the pool forks
-
-
-def _clean(out: Outcome) -> bool:
-    """An outcome that only counts (its source): nothing of it is written or shown but the count."""
-    return (
-        out.rejection is None
-        and not out.alerts
-        and not out.ignored
-        and out.no_event is None
-        and not out.excluded
-        and not out.candidates
-    )
 
 
 def _run_task(task: _Task) -> _Done:
     assert _WORKER is not None
     engine, blocks, source, limit = _WORKER
     path, span = task
+    name = display_name(path)
     kept: list[tuple[int, Outcome | int]] = []
-    by_source: Counter[str] = Counter()
-    skipped = 0
+    folded = Summary()
+    shown: Counter[str] = Counter()  # examples this task keeps, by rejection reason
+    shown_values: Counter[str] = Counter()  # and by malformed-value label
     read = [0]
+    report = folded.oversized(name, limit)
 
     def oversized(number: int, size: int) -> None:
-        kept.append((number, size))
+        if shown[TOO_LARGE] < MAX_EXAMPLES:
+            shown[TOO_LARGE] += 1
+            kept.append((number, size))
+        else:
+            report(number, size)
 
-    def skip(n: int, pinned: str | None) -> None:
-        nonlocal skipped
-        skipped += n
+    def keep(out: Outcome) -> bool:
+        if out.alerts or out.excluded or out.candidates:
+            return True
+        if out.rejection is not None:
+            reason = out.rejection.reason
+            if shown[reason] >= MAX_EXAMPLES:
+                return False
+            shown[reason] += 1
+            return True
+        if out.ignored and any(shown_values[label] < MAX_EXAMPLES for label, _ in out.ignored):
+            shown_values.update(label for label, _ in out.ignored)
+            return True
+        return False
 
     damage = None
     try:
@@ -485,18 +492,29 @@ def _run_task(task: _Task) -> _Done:
             items = iter_blocks(path, max_record_bytes=limit, on_oversized=oversized)
         else:
             items = iter_records(path, max_record_bytes=limit, on_oversized=oversized)
-        pairs = _outcomes(engine, items, source, skip) if blocks or span else _each(engine, items, source)
+        pairs = _outcomes(engine, items, source, folded.skipped) if blocks or span else _each(engine, items, source)
         for lineno, out in pairs:
-            if out.prefiltered:
-                skipped += 1
-            elif _clean(out):
-                by_source[out.source or "?"] += 1
-            else:
+            if not out.prefiltered and keep(out):
                 kept.append((lineno, out))
+            else:
+                folded.count(out, name, lineno, source)
     except InputError as exc:
         damage = str(exc)
+    folded.examples.clear()
+    folded.ignored_examples.clear()
     size = span[1] - span[0] if span is not None else _size(path)
-    return kept, skipped, by_source, read[0], size, damage
+    return kept, folded, read[0], size, damage
+
+
+def _merge_counts(summary: Summary, folded: Summary) -> None:
+    """Add a task's folded records to the summary (their examples, if any, come after the task's kept ones)."""
+    summary.records += folded.records
+    summary.prefiltered += folded.prefiltered
+    summary.by_source.update(folded.by_source)
+    summary.rejected.update(folded.rejected)
+    summary.ignored.update(folded.ignored)
+    summary.ignored_records += folded.ignored_records
+    summary.no_event.update(folded.no_event)
 
 
 def _each(engine: Engine, items: Iterator[Line], source: str | None) -> Iterator[tuple[int, Outcome]]:
@@ -549,13 +567,11 @@ def _scan_jobs(
             for (task, last), done in zip(tasks, pool.imap(_run_task, [t for t, _ in tasks]), strict=True):
                 path = task[0]
                 name = display_name(path)
-                kept, skipped, by_source, lines, size, damage = done
+                kept, folded, lines, size, damage = done
                 if bar is not None:
                     bar.update(size)
                 if not skip_rest:
-                    summary.skipped(skipped, source)
-                    summary.records += sum(by_source.values())
-                    summary.by_source.update(by_source)
+                    _merge_counts(summary, folded)
                     report = summary.oversized(name, limit)
                     for lineno, out in kept:
                         if isinstance(out, int):
