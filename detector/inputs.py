@@ -250,7 +250,8 @@ def iter_span(
 ) -> Iterator[Line | Block]:
     """`iter_blocks` over bytes `start` to `stop` of an NDJSON file (a range of `ndjson_spans`), lines numbered from 1.
 
-    `lines(n)` is told at the end how many lines the range holds (blank ones included).
+    `lines(n)` is told at the end how many lines the range holds (blank ones included). A read error inside the
+    range is reported with the lines and bytes read from the range's start, not the file's.
     """
     fh, _ = _open(path)
     report = on_oversized if on_oversized is not None else _ignore
