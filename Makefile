@@ -22,6 +22,8 @@ lock:
 	$(VENV)-lock/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-find-links -o requirements.lock pyproject.toml
 	$(VENV)-lock/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-find-links --extra dev -o requirements-dev.lock pyproject.toml
 	rm -rf $(VENV)-lock
+	sed -i '1i # Pinned runtime dependencies of the detector (the container installs from this), with hashes.\n# Regenerate with `make lock` after changing pyproject.toml'"'"'s dependencies.\n' requirements.lock
+	sed -i '1i # Pinned runtime and development dependencies (make install and CI install from this), with hashes.\n# Regenerate with `make lock` after changing pyproject.toml'"'"'s dependencies.\n' requirements-dev.lock
 
 ## The whole suite; tests that need Kafka start the broker themselves (deploy/kafka/kafka.sh).
 test: $(STAMP)

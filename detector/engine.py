@@ -163,21 +163,18 @@ class Engine:
         of lines, how many of them are records (not blank nor only whitespace, which a reader skips), and
         (index of the line from 0, start, end) of each record `process` must see, in order: those holding a
         prefilter match and those not framed like a JSON object. Every other record is one for which
-        `process` returns a prefiltered outcome. The prefilter's searches run once over the buffer (a match
-        never spans a newline), so a line costs a `find` and two byte comparisons, not a call and a copy.
-        Only when `use_prefilter` and `prefilter.searches is not None`.
+        `process` returns a prefiltered outcome. The prefilter looks once over the buffer (a match never
+        spans a newline), so a line costs a `find` and two byte comparisons, not a call and a copy.
+        Only when `use_prefilter` and `prefilter.hits is not None`.
         """
-        searches = self.prefilter.searches
-        if not self.use_prefilter or searches is None:
-            raise ValueError("select needs the prefilter and its buffer searches")
+        find_hits = self.prefilter.hits
+        if not self.use_prefilter or find_hits is None:
+            raise ValueError("select needs the prefilter and its buffer hits")
         if end > start and buf[end - 1] != 0x0A:
             raise ValueError("select needs whole lines: the range must end just after a newline")
-        never = end
-        nexts = []
-        for search in searches:
-            m = search(buf, start, end)
-            nexts.append(never if m is None else m.start())
-        hit = min(nexts, default=never)
+        hits = find_hits(buf, start, end)
+        k, nhits = 0, len(hits)
+        hit = hits[0] if hits else end
         find = buf.find
         parse: list[tuple[int, int, int]] = []
         index = records = 0
@@ -187,12 +184,9 @@ class Engine:
             if hit < nl:
                 parse.append((index, pos, nl))
                 records += 1
-                nxt = nl + 1
-                for k, at in enumerate(nexts):
-                    if at < nxt:
-                        m = searches[k](buf, nxt, end)
-                        nexts[k] = never if m is None else m.start()
-                hit = min(nexts)
+                while k < nhits and hits[k] < nl:  # the line's other hits
+                    k += 1
+                hit = hits[k] if k < nhits else end
             elif buf[pos] == 0x7B and (buf[nl - 1] == 0x7D or (buf[nl - 1] == 0x0D and buf[nl - 2] == 0x7D)):
                 records += 1  # `{...}` or `{...}\r`: framed, and no match inside: prefiltered
             else:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.rules.eql import compile_query
-from detector.rules.prefilter import Prefilter, needles_for
+from detector.rules.prefilter import Prefilter, _make_test, hyperscan, needles_for
 from tests.test_eql import REVISED, SEED
 
 VERBATIM = frozenset(
@@ -354,21 +354,42 @@ _SEVERAL = 'any where process.name : ("ps_exec.exe", "client32.exe")'
     lines=st.lists(st.lists(_LINE_ALPHABET, max_size=12).map(b"".join), min_size=1, max_size=12),
     queries=st.sampled_from([(SEED,), (_SEVERAL,), ("any where false",)]),
 )
-def test_buffer_searches_agree_with_the_per_record_test(lines: list[bytes], queries: tuple[str, ...]) -> None:
+def test_buffer_hits_agree_with_the_per_record_test(lines: list[bytes], queries: tuple[str, ...]) -> None:
     p = pf(*queries)
-    assert p.searches is not None
+    assert p.hits is not None
     buf = b"\n".join(lines) + b"\n"
-    hit_lines = set()
-    for search in p.searches:
-        pos = 0
-        while (m := search(buf, pos, len(buf))) is not None:
-            assert b"\n" not in m.group(0)
-            hit_lines.add(buf.count(b"\n", 0, m.start()))
-            pos = m.start() + 1
-    assert hit_lines == {i for i, line in enumerate(lines) if p(line)}
+    for start in (0, len(lines[0]) + 1 if len(lines) > 1 else 0):  # from the first line, and from the second
+        hits = p.hits(buf, start, len(buf))
+        assert hits == sorted(hits) and all(start <= h < len(buf) and buf[h] != 0x0A for h in hits)
+        first = buf.count(b"\n", 0, start)
+        hit_lines = {buf.count(b"\n", 0, h) for h in hits}
+        assert hit_lines == {i for i, line in enumerate(lines) if i >= first and p(line)}
 
 
-def test_no_buffer_searches_when_a_needle_has_no_caseless_character() -> None:
-    assert pf('any where process.name : "cmd.exe"').searches is None
-    assert pf('any where host.os.type == "windows"').searches is None
-    assert pf("any where false").searches == ()
+def test_buffer_hits_exist_unless_there_is_no_constraint() -> None:
+    assert pf('any where host.os.type == "windows"').hits is None
+    assert pf("any where false").hits is not None and pf("any where false").hits(b"client32\n", 0, 9) == []
+    # Without Hyperscan, a needle without any caseless character has no anchored re search: no buffer hits.
+    assert _make_test((b"cmd",), fast=False)[1] is None
+    if hyperscan is not None:
+        assert pf('any where process.name : "cmd.exe"').hits is not None
+
+
+@pytest.mark.skipif(hyperscan is None, reason="python-hyperscan has no wheel for this platform; re decides alone")
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(st.lists(_LINE_ALPHABET | st.binary(max_size=3), max_size=12).map(b"".join), min_size=1, max_size=8),
+    needles=st.sampled_from([(b"client32",), (b"client32", b"ps_exec"), (b"ps_exec",), (b"32_a", b"netsupport")]),
+)
+def test_hyperscan_and_re_decide_the_same(lines: list[bytes], needles: tuple[bytes, ...]) -> None:
+    # The fast matcher is only a faster way to the same verdicts: per record, and per line over a buffer.
+    fast_test, fast_hits = _make_test(needles)
+    re_test, re_hits = _make_test(needles, fast=False)
+    for line in lines:
+        assert fast_test(line) == re_test(line), line
+    buf = b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n"
+    assert fast_hits is not None
+    if re_hits is None:  # re has no buffer search for a needle without a caseless character ("netsupport")
+        return
+    fast_lines = {buf.count(b"\n", 0, h) for h in fast_hits(buf, 0, len(buf))}
+    assert fast_lines == {buf.count(b"\n", 0, h) for h in re_hits(buf, 0, len(buf))}

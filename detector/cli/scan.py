@@ -1,6 +1,6 @@
 """`detector scan` (hunt and backfill over files) and `detector normalize` (show the ECS events).
 
-The scan reads NDJSON a chunk at a time (detector/inputs.py `iter_blocks`): the prefilter's searches run once
+The scan reads NDJSON a chunk at a time (detector/inputs.py `iter_blocks`): the prefilter looks once
 over each megabyte (detector/engine.py `Engine.select`), lines are counted with `find`, and only the lines
 holding a match or not framed like a JSON object are cut out and given to `Engine.process`. Every other line
 is one `process` would skip unparsed, so the output and the summary are those of the plain per-line loop
@@ -365,7 +365,7 @@ def _scan(args: argparse.Namespace) -> tuple[int, Summary]:
     source = args.source
     prevalence = ScanPrevalence(horizon=args.prevalence_horizon)
     grouping = InMemory(rules) if any(r.alert_suppression for r in rules) else None
-    blocks = FAST_PATH and engine.use_prefilter and engine.prefilter.searches is not None
+    blocks = FAST_PATH and engine.use_prefilter and engine.prefilter.hits is not None
 
     def emit(out: Outcome, name: str, lineno: int) -> None:
         if not count(out, name, lineno, source):
