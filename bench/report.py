@@ -12,6 +12,7 @@ Confluent's published Sigma-on-Kafka-Streams figures. A missing result is report
 from __future__ import annotations
 
 import argparse
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def load(results: Path, name: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     doc: dict[str, Any] = orjson.loads(path.read_bytes())
+    doc["_path"] = str(path)
     return doc
 
 
@@ -215,6 +217,17 @@ def plot_scan(rates: dict[str, float], out: Path) -> None:
 
 
 # -- the report ----------------------------------------------------------------------------------------------
+def last_commit_of(path: Path) -> str:
+    """The commit that last changed `path` in this checkout (short hash), or '' if none or not a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", str(path)], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
 def machine_line(doc: dict[str, Any]) -> str:
     m = doc.get("machine", {})
     commit = str(m.get("git_commit") or doc.get("git_commit") or doc.get("commit") or "")[:10]
@@ -227,7 +240,12 @@ def machine_line(doc: dict[str, Any]) -> str:
         dirty = " (+ uncommitted changes under detector/)"
     else:
         dirty = ""
-    parts = [f"{when}, " + (f"commit `{commit}`{dirty}" if commit else "commit not recorded"), f"{cores} cores"]
+    if commit:
+        which = f"commit `{commit}`{dirty}"
+    else:
+        last = last_commit_of(Path(doc.get("_path", "")))
+        which = "commit not recorded" + (f" (the file was committed in `{last}`)" if last else "")
+    parts = [f"{when}, {which}", f"{cores} cores"]
     if "cpu_model" in m:
         parts[-1] += f" ({m['cpu_model']}), {m.get('memory_gb', '?')} GB"
     parts.append(f"Python {m.get('python', '?')}")
