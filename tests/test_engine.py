@@ -270,3 +270,22 @@ def test_the_fallback_parser_has_orjsons_nesting_limit(depth: int, accepted: boo
         assert rejection is not None and rejection.reason == "too_deep"
     plain = b'{"n":1,"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
     assert (parse_record(plain)[1] is None) is accepted  # orjson's own verdict, for comparison
+
+
+_PIECES = st.sampled_from(
+    [b"{", b"}", b'"a":', b"client32", b"CLIENT32.exe", b"c\\u006cient32", b"\\u0041", b"32", b" ", b"\r", b"\n", b"x"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(st.lists(_PIECES | st.binary(max_size=4), max_size=10).map(b"".join), max_size=20))
+def test_to_parse_picks_exactly_the_records_process_would_not_skip(records: list[bytes]) -> None:
+    # The worker decides a whole batch in one prefilter pass (Engine.to_parse); it must agree with process().
+    engine = Engine(RULES, max_record_bytes=64)
+    parse = engine.to_parse(records)
+    assert parse is not None
+    assert parse == {i for i, raw in enumerate(records) if not engine.process(raw).prefiltered}
+
+
+def test_to_parse_is_none_without_the_prefilter() -> None:
+    assert Engine(RULES, use_prefilter=False).to_parse([b"{}"]) is None

@@ -123,10 +123,6 @@ DeadLetterHeaders = list[tuple[str, bytes]]
 Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce accepts
 
 
-def _never(raw: bytes) -> bool:
-    return False
-
-
 @dataclass(eq=False)
 class _Batch:
     """A processed batch: its next offsets per partition, and how many of its outputs are not yet acknowledged."""
@@ -453,13 +449,13 @@ class IngestLoop(threading.Thread):
         if every > 1 and self._interval > 0:
             self._arm_due_samples(every)
         prefiltered_before = dict(prefiltered)
-        # Nearly every record is one the prefilter skips: for those, the loop does no more than this test and
-        # two counts (no outcome, no call through Engine.process).
-        skips = self.engine.skipper() or _never
+        # Nearly every record is one the prefilter skips, decided for the whole batch in one pass; for those,
+        # the loop does no more than two counts (no outcome, no call through Engine.process).
+        to_parse = self.engine.to_parse([msg.value() or b"" for msg in batch])
         topic: str
         partition: int
         offset: int
-        for msg in batch:
+        for i, msg in enumerate(batch):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
@@ -473,7 +469,7 @@ class IngestLoop(threading.Thread):
             offsets[(topic, partition)] = offset + 1
             consumed[topic] = consumed.get(topic, 0) + 1
             raw = msg.value() or b""
-            if skips(raw):
+            if to_parse is not None and i not in to_parse:
                 n = prefiltered[topic] = prefiltered.get(topic, 0) + 1
                 if every and not n % every:
                     self._validate_sample(producer, msg, raw, pinned.get(topic), ticket)
