@@ -425,6 +425,13 @@ def sections(
                     f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
                 )
             yield ""
+        for r in lat["rates"]:
+            if r["achieved_rate"] >= 0.95 * r["target_rate"] and r["latency_ms"]["p50"] > 1000:
+                yield (
+                    f"At {fmt(r['target_rate'])}/s offered ({fmt(r['achieved_rate'])}/s achieved) the worker, given "
+                    "what the producer and the broker left of the two shared cores, did not keep up within the "
+                    "window: its lag grew, and these latencies are mostly that queue (see produce -> evaluated).\n"
+                )
         short = [r for r in lat["rates"] if r["achieved_rate"] < 0.95 * r["target_rate"]]
         for r in short:
             yield (
@@ -477,7 +484,16 @@ def sections(
                 f"{rss['final']:.0f} MB | {rss['max']:.0f} MB | {m['growth']:.1%} |"
             )
         yield ""
-        if any(not m["kept_up"] for m in runs):
+        if any(m["rss_mb"]["max"] >= 250 for m in runs):
+            yield (
+                "RSS rises in steps, each at a lag spike (the lag is sampled every 5 s and kept in the JSON), and "
+                "does not come down once the lag is gone: the records librdkafka prefetched during a spike are "
+                "freed, but the process keeps the memory (the allocator's high-water mark). The ingest consumer "
+                "allows `queued.max.messages.kbytes` = 256 MiB of prefetch (detector/stream/ingest.py), so a spike "
+                "of ~100,000 records of ~2.7 KB takes RSS past the 250 MB target; a smaller prefetch queue (a few "
+                "tens of MiB still hold a second of input at 50,000/s) would bound it.\n"
+            )
+        elif any(not m["kept_up"] for m in runs):
             yield (
                 "A worker that falls behind holds what librdkafka has prefetched for it: the ingest consumer allows "
                 "`queued.max.messages.kbytes` = 256 MiB and `fetch.max.bytes` = 50 MiB (detector/stream/ingest.py), "
