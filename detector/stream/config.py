@@ -164,7 +164,7 @@ class WorkerConfig:
         "so slow topics are checked too; 0 = the rate alone",
     )
     batch_size: int = setting(2000, "records per consume() batch of the ingest consumer")
-    batch_timeout: float = setting(0.02, "seconds consume() waits to fill a batch (a latency floor at low rates)")
+    batch_timeout: float = setting(0.005, "seconds consume() waits to fill a batch (a latency floor at low rates)")
     session_timeout: float = setting(10.0, "seconds without heartbeat before a worker's partitions move to another")
     auto_offset_reset: str = setting("earliest", "where a new consumer group starts: earliest or latest")
     http_host: str = setting("127.0.0.1", "address of the HTTP port (/healthz, /readyz, /metrics); 0.0.0.0 in a pod")
