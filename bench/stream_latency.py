@@ -53,8 +53,11 @@ from detector.times import iso_to_epoch
 GRACE_S = 30.0
 
 
-def read_alerts(bootstrap: str, topic: str, out: str, ready: EventType, done: EventType) -> None:
-    """Reader process: one line "<seq> <latency ns>" per alert carrying a token, appended to `out`."""
+def read_alerts(bootstrap: str, topic: str, out: str, ready: EventType, done: EventType, matches: str = "") -> None:
+    """Reader process, appending to `out` one line per alert carrying a token:
+    "<seq> <latency ns> <produce -> evaluated ns> <produced ns> <alert's Kafka timestamp ms>",
+    and with `matches`, one per matches-topic message carrying one: "H <seq> <observe|match> <timestamp ms>"
+    (the hops the alert took). Kafka timestamps are CreateTime: when the message was handed to its producer."""
     reader = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -64,28 +67,38 @@ def read_alerts(bootstrap: str, topic: str, out: str, ready: EventType, done: Ev
             "enable.auto.commit": False,
         }
     )
-    reader.subscribe([topic])
+    reader.subscribe([topic, matches] if matches else [topic])
     with open(out, "a", buffering=1) as fh:
         ready.set()
         while not done.is_set():
-            batch = reader.consume(num_messages=500, timeout=0.05)
+            # poll, not consume(num_messages=...): a batch consume waits for its count or its timeout, which
+            # would add up to the whole timeout to every figure.
+            first = reader.poll(0.05)
+            if first is None:
+                continue
             now = time.time_ns()
-            for m in batch:
+            for m in [first, *reader.consume(num_messages=500, timeout=0)]:
                 value = m.value()
                 if m.error() is not None or not value:
                     continue
                 found = TOKEN_RE.search(value)
-                if found:
-                    produced = int(found.group(2))
-                    # The alert's @timestamp is when the ingest evaluated the record (ms): splits the figure
-                    # into produce -> evaluated (producer, broker, ingest fetch and batch) and the rest (matches
-                    # topic, the Faust agent's hops, the alerts topic, this reader).
-                    try:
-                        evaluated = iso_to_epoch(orjson.loads(value).get("@timestamp"))
-                    except orjson.JSONDecodeError:
-                        evaluated = None
-                    stage = -1 if evaluated is None else int(evaluated * 1e9) - produced
-                    fh.write(f"{int(found.group(1))} {now - produced} {stage}\n")
+                if not found:
+                    continue
+                stamp = m.timestamp()[1]
+                if m.topic() != topic:
+                    kind = "observe" if b'"type":"observe"' in value[:40] else "match"
+                    fh.write(f"H {int(found.group(1))} {kind} {stamp}\n")
+                    continue
+                produced = int(found.group(2))
+                # The alert's @timestamp is when the ingest evaluated the record (ms): splits the figure
+                # into produce -> evaluated (producer, broker, ingest fetch and batch) and the rest (matches
+                # topic, the Faust agent's hops, the alerts topic, this reader).
+                try:
+                    evaluated = iso_to_epoch(orjson.loads(value).get("@timestamp"))
+                except orjson.JSONDecodeError:
+                    evaluated = None
+                stage = -1 if evaluated is None else int(evaluated * 1e9) - produced
+                fh.write(f"{int(found.group(1))} {now - produced} {stage} {produced} {stamp}\n")
     reader.close()
 
 
@@ -94,9 +107,46 @@ def received(path: Path) -> dict[int, list[tuple[int, int]]]:
     seen: dict[int, list[tuple[int, int]]] = {}
     for line in path.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 3:
+        if len(parts) == 5:
             seen.setdefault(int(parts[0]), []).append((int(parts[1]), int(parts[2])))
     return seen
+
+
+HOPS = (
+    "ingest: evaluated -> observation produced",
+    "agent: observation -> enriched match sent",
+    "agent: enriched match -> alert sent",
+    "alerts topic -> reader",
+)
+
+
+def hops(path: Path, seqs: set[int]) -> dict[str, dict[str, float]]:
+    """Quantiles (ms) of each hop the first alert of each of `seqs` took after its record was evaluated.
+
+    From the Kafka timestamps (ms) of the observation the ingest produced, the enriched match the agent sent
+    on and the alert it published, with the alert's @timestamp (evaluated, ms) and the time it was read."""
+    sent: dict[int, dict[str, int]] = {}
+    alerts: dict[int, tuple[float, float, int, int]] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "H":
+            sent.setdefault(int(parts[1]), {}).setdefault(parts[2], int(parts[3]))
+        elif len(parts) == 5 and int(parts[0]) not in alerts and parts[2] != "-1":
+            produced = int(parts[3])
+            evaluated_ms = (produced + int(parts[2])) / 1e6
+            read_ms = (produced + int(parts[1])) / 1e6
+            alerts[int(parts[0])] = (evaluated_ms, read_ms, int(parts[4]), produced)
+    spans: dict[str, list[float]] = {h: [] for h in HOPS}
+    for seq in seqs:
+        if seq not in alerts or "observe" not in sent.get(seq, {}) or "match" not in sent[seq]:
+            continue
+        evaluated_ms, read_ms, alert_ms, _ = alerts[seq]
+        obs, match = sent[seq]["observe"], sent[seq]["match"]
+        for hop, span in zip(
+            HOPS, (obs - evaluated_ms, match - obs, alert_ms - match, read_ms - alert_ms), strict=True
+        ):
+            spans[hop].append(span)
+    return {h: {k: round(v, 2) for k, v in quantiles(sorted(v)).items()} for h, v in spans.items() if v}
 
 
 def main() -> None:
@@ -127,7 +177,10 @@ def main() -> None:
             out = Path(tmp) / "alerts.txt"
             out.touch()
             ready, done = ctx.Event(), ctx.Event()
-            reader = ctx.Process(target=read_alerts, args=(args.bootstrap, f"{prefix}.alerts", str(out), ready, done))
+            reader = ctx.Process(
+                target=read_alerts,
+                args=(args.bootstrap, f"{prefix}.alerts", str(out), ready, done, f"{prefix}.matches"),
+            )
             reader.start()
             ready.wait(60)
             producer = paced_producer(args.bootstrap)
@@ -182,6 +235,7 @@ def main() -> None:
                             "latency_ms": {k: round(v, 2) for k, v in q.items()},
                             "produce_to_evaluation_ms": {k: round(v, 2) for k, v in quantiles(to_eval).items()},
                             "evaluation_to_alert_ms": {k: round(v, 2) for k, v in quantiles(after_eval).items()},
+                            "hops_ms": hops(out, wanted),
                             "latencies_ms": [round(x, 2) for x in lat_ms],
                         }
                     )
@@ -211,6 +265,8 @@ def main() -> None:
             f"{r['target_rate']:>9,.0f}/s  produce -> evaluated p50 {a['p50']:.1f} p99 {a['p99']:.1f} ms; "
             f"evaluated -> alert read p50 {b['p50']:.1f} p99 {b['p99']:.1f} ms"
         )
+        for hop, q in r["hops_ms"].items():
+            print(f"{'':>13}{hop:<44} p50 {q['p50']:>6.1f}  p99 {q['p99']:>6.1f} ms")
     if not args.no_json:
         path = write_result(
             "stream_latency",
