@@ -6,11 +6,12 @@ Metrics live in their own registry so tests and several apps in one process don'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 from detector import __version__
 from detector.rules.model import Rule
@@ -216,8 +217,45 @@ class Metrics:
                 self._newest[topic] = ts
                 self.newest_record.labels(topic, source).set(ts)
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, other: Sequence[Metric] = ()) -> bytes:
+        """The text exposition of this registry, merged with `other` families (another process's, same names)."""
+        if not other:
+            return generate_latest(self.registry)
+        return generate_latest(_Merged(list(self.registry.collect()), other))
+
+
+class _Merged:
+    """Metric families of two processes as one: each series is written by one process only (the other holds its
+    zero or nothing), so the values add up; a `_created` stamp is the earlier one that is set."""
+
+    def __init__(self, mine: Sequence[Metric], other: Sequence[Metric]) -> None:
+        self.mine = mine
+        self.other = other
+
+    def collect(self) -> Iterator[Metric]:
+        theirs = {family.name: family for family in self.other}
+        for family in self.mine:
+            other = theirs.pop(family.name, None)
+            if other is None:
+                yield family
+                continue
+            merged = Metric(family.name, family.documentation, family.type, family.unit)
+            index: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+            for sample in [*family.samples, *other.samples]:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                at = index.get(key)
+                if at is None:
+                    index[key] = len(merged.samples)
+                    merged.samples.append(sample)
+                    continue
+                old = merged.samples[at]
+                if sample.name.endswith("_created"):
+                    value = min((v for v in (old.value, sample.value) if v), default=0.0)
+                else:
+                    value = old.value + sample.value
+                merged.samples[at] = old._replace(value=value)
+            yield merged
+        yield from theirs.values()
 
 
 # The README's metrics table (tests/test_docs.py checks it is this): what each series' labels mean.

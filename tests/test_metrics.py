@@ -86,3 +86,32 @@ def test_ready_is_read_at_scrape_time() -> None:
     state["ready"] = True
     assert value(m, "detector_ready") == 1.0
     assert b"detector_ready 1.0" in m.exposition()
+
+
+def test_two_processes_metrics_merge_into_one_exposition() -> None:
+    # The worker serves its own families merged with the ingest process' snapshot: each series is written by
+    # one process, so values add up, each family appears once, and a _created stamp is not doubled.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    parent, child = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
+    child.consumed.labels("sysmon", "t.sysmon").inc(5)
+    child.backpressure.labels("ingest").inc(2.5)
+    child.ingest_paused.set(1)
+    parent.backpressure.labels("publish").inc(1.0)
+    parent.alerts_emitted.labels("r1").inc(3)
+    parent.processing_latency.observe(0.02)
+    text = parent.exposition(list(child.registry.collect())).decode()
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+    assert samples[("detector_records_consumed_total", (("source", "sysmon"), ("topic", "t.sysmon")))] == 5
+    assert samples[("detector_backpressure_seconds_total", (("stage", "ingest"),))] == 2.5
+    assert samples[("detector_backpressure_seconds_total", (("stage", "publish"),))] == 1.0
+    assert samples[("detector_alerts_emitted_total", (("rule_id", "r1"),))] == 3
+    assert samples[("detector_ingest_paused", ())] == 1
+    assert samples[("detector_processing_latency_seconds_count", ())] == 1
+    assert samples[("detector_ingest_batches_total", ())] == 0  # zero in both
+    created = samples[("detector_ingest_batches_created", ())]
+    assert abs(created - child.registry.get_sample_value("detector_ingest_batches_created")) < 60  # not a sum
+    assert parent.exposition() != text.encode()  # alone, the parent has none of the child's counts

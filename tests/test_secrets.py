@@ -321,7 +321,7 @@ def restore_record_factory() -> Iterator[None]:
 def test_log_redaction(restore_record_factory: None, caplog: pytest.LogCaptureFixture) -> None:
     from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
 
-    from detector.stream.app import install_log_redaction
+    from detector.stream.redaction import install_log_redaction
 
     value = "pä'ss\\" + uuid.uuid4().hex  # escaped differently in a str's repr, in a bytes' repr
     install_log_redaction(load_config(env=sasl_env(DETECTOR_SASL_PASSWORD=value)))
@@ -347,7 +347,7 @@ def test_log_redaction(restore_record_factory: None, caplog: pytest.LogCaptureFi
 def test_short_password_is_not_scrubbed_from_every_message(
     restore_record_factory: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from detector.stream.app import install_log_redaction
+    from detector.stream.redaction import install_log_redaction
 
     install_log_redaction(load_config(env=sasl_env(DETECTOR_SASL_PASSWORD="a")))
     caplog.set_level(logging.INFO)

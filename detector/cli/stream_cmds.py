@@ -118,7 +118,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
     from detector.metrics import Metrics
     from detector.rules.model import load_rules
-    from detector.stream.app import changelog_topics, create_app, install_log_redaction
+    from detector.stream.app import changelog_topics, create_app
+    from detector.stream.redaction import install_log_redaction
     from detector.stream.topics import ensure_topics, worker_topics
 
     cfg = _config(
@@ -153,6 +154,9 @@ def run_worker(args: argparse.Namespace) -> int:
         except ConnectionError as exc:
             raise UsageError(str(exc)) from None
     worker = faust.Worker(app, loglevel=cfg.log_level, quiet=True)
+    # At log level warning or above, Faust's terminal spinner sets the root logger to DEBUG (to spin on every
+    # record): every library's debug record would then be built, and aiokafka logs each request at debug.
+    worker.spinner = None
     worker.execute_from_commandline()  # returns via SystemExit with the worker's exit status
     return 0
 

@@ -2,7 +2,7 @@
 
 Shape (why: see detector/stream/ingest.py and the README's "Design"):
 
-  telemetry.<source> --(IngestLoop: batched confluent-kafka consumer, prefilter, normalise, evaluate)-->
+  telemetry.<source> --(IngestLoop, in a process of its own: batched consumer, prefilter, normalise, evaluate)-->
       detections.deadletter   rejected records, original bytes + reason headers
       detections.matches      rule matches, keyed by rule id (internal)
   detections.matches --(Faust agent `publish_alerts`: publish.handle_match, cap state in Faust table `alert-windows`)-->
@@ -17,7 +17,6 @@ import logging
 import os
 import ssl
 import time
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,14 +25,13 @@ import faust
 import orjson
 from mode import Service
 
-from detector.engine import Engine
 from detector.metrics import CONTENT_TYPE, Metrics
 from detector.prevalence import Recency
 from detector.rules.model import Rule, duration_seconds
 from detector.stream import prevalence as fleet
 from detector.stream import publish, suppress
 from detector.stream.config import WorkerConfig
-from detector.stream.ingest import IngestLoop
+from detector.stream.ingest_process import IngestProcess
 from detector.times import iso_to_epoch
 
 log = logging.getLogger("detector.worker")
@@ -91,66 +89,6 @@ def faust_credentials(cfg: WorkerConfig) -> Any:
     return None
 
 
-# aiokafka logs every request and response at debug level by its repr, and a SaslAuthenticate request
-# carries the PLAIN password in clear (b'\x00user\x00password') or a SCRAM proof.
-_SASL_EXCHANGE = "SaslAuthenticate"
-# Scrubbing a one- to three-character value out of every message would garble the logs and, by the
-# gaps, point at the password; such a password is no protection anyway.
-_MIN_SCRUBBED_LEN = 4
-
-
-def _scrub_arg(arg: Any) -> Any:
-    if type(arg).__name__.startswith(_SASL_EXCHANGE):
-        return f"<{type(arg).__name__}: redacted>"
-    return arg
-
-
-def install_log_redaction(cfg: WorkerConfig) -> None:
-    """Keep the worker's secrets out of every log record created from now on, whoever logs it.
-
-    A record factory rather than a handler filter: Faust (mode) replaces the root logger's handlers when
-    the worker starts, and filters on loggers do not see their children's records. librdkafka writes to
-    stderr itself, past Python logging; it never prints sasl.password or ssl.key.password.
-    """
-    needles: list[str] = []
-    for secret in (cfg.sasl_password, cfg.ssl_key_password):
-        value = secret.reveal()
-        if len(value) >= _MIN_SCRUBBED_LEN:
-            # also as a str repr (in a logged dict) and a bytes repr (in a protocol struct) escape it
-            for needle in (value, repr(value)[1:-1], repr(value.encode())[2:-1]):
-                if needle not in needles:
-                    needles.append(needle)
-    previous = logging.getLogRecordFactory()
-
-    def scrub(text: str) -> str:
-        for needle in needles:
-            text = text.replace(needle, "***")
-        return text
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_scrub_arg(a) for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {k: _scrub_arg(v) for k, v in record.args.items()}
-        if not needles:
-            return record
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: logging itself reports it, without our help
-            return record
-        if any(n in message for n in needles):
-            record.msg, record.args = scrub(message), ()
-        if record.exc_info and record.exc_info[0] is not None:
-            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-            if any(n in text for n in needles):
-                # Formatters use a record's exc_text as it is when set, instead of formatting exc_info.
-                record.exc_text = scrub(text)
-        return record
-
-    logging.setLogRecordFactory(factory)
-
-
 def cap_for(rule: Rule, cfg: WorkerConfig) -> tuple[int, float]:
     limit = rule.max_signals if cfg.max_signals < 0 else cfg.max_signals
     interval = duration_seconds(cfg.cap_interval) if cfg.cap_interval else rule.interval_seconds
@@ -181,10 +119,8 @@ def changelog_topics(app: faust.App) -> list[str]:
 
 
 def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.App:
-    engine = Engine(rules, use_prefilter=cfg.prefilter, max_record_bytes=cfg.max_record_bytes)
     caps = {r.rule_id: publish.Capped(r, *cap_for(r, cfg)) for r in rules}
     metrics.set_rules(rules)
-    metrics.set_topics(cfg.topics)
     _use_prompt_consumer()
 
     app = faust.App(
@@ -365,14 +301,14 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
                     partition=publish.match_partition(rule_id, partitions),
                 )
 
-    def on_fatal(exc: BaseException) -> None:
-        # The ingest thread cannot go on (e.g. the broker refused what a batch produced). Its offsets
-        # are not committed, so exiting loses nothing; the orchestrator restarts the worker.
-        log.critical("fatal ingest error, exiting: %s", exc)
+    def on_ingest_exit(code: int) -> None:
+        # The ingest process cannot go on (e.g. the broker refused what a batch produced) and said why in its
+        # log. Its offsets are not committed, so exiting loses nothing; the orchestrator restarts the worker.
+        log.critical("ingest process ended unexpectedly, exiting with status %d", code)
         logging.shutdown()
-        os._exit(70)
+        os._exit(code)
 
-    ingest = IngestLoop(cfg, engine, metrics, on_fatal)
+    ingest = IngestProcess(cfg, rules, on_ingest_exit)
     metrics.set_ready(
         lambda: ingest.running and ingest.assigned.is_set() and state["agent_started"] and not ingest.paused
     )
@@ -389,7 +325,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 by definition.
-        return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE.split("; charset")[0])
+        return web.bytes(metrics.exposition(ingest.snapshot()), content_type=CONTENT_TYPE.split("; charset")[0])
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

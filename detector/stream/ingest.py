@@ -39,8 +39,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -434,48 +434,48 @@ class IngestLoop(threading.Thread):
     def _process_batch(self, consumer: Consumer, producer: Producer, batch: list[Message]) -> None:
         consumed_at = time.time()
         self._consumer = consumer
+        if any([msg.error() for msg in batch]):  # rare: end-of-partition events, transient consume errors
+            batch = [msg for msg in batch if not self._consume_error(msg)]
         pinned = self._pinned
         process = self.engine.process
         m = self.metrics
         every = self._every
         ticket = _Batch({})
         on_delivery = partial(self._on_delivery, ticket)
-        # Per-record bookkeeping is kept to dict updates keyed by what the message already holds; the
-        # metrics are updated once per batch.
-        offsets: dict[tuple[str, int], int] = {}
-        consumed: dict[str, int] = {}
-        # Running per-topic counts (not per batch), so sampling every Nth record spans batches.
-        prefiltered = self._prefiltered_seen
-        if every > 1 and self._interval > 0:
-            self._arm_due_samples(every)
-        prefiltered_before = dict(prefiltered)
-        # Nearly every record is one the prefilter skips, decided for the whole batch in one pass; for those,
-        # the loop does no more than two counts (no outcome, no call through Engine.process).
-        to_parse = self.engine.to_parse([msg.value() or b"" for msg in batch])
+        # Nearly every record is one the prefilter skips, decided for the whole batch in one pass. For those the
+        # work is whole-batch passes (comprehensions, then zip and Counter in C): no Python code runs per
+        # skipped record. Only the records to parse (and sampled ones) go through the loop below.
+        # (Always set on a consumed message without error; the stubs type them as optional.)
+        topics: list[str] = [msg.topic() for msg in batch]  # type: ignore[misc]
+        partitions: list[int] = [msg.partition() for msg in batch]  # type: ignore[misc]
+        offsets_of: list[int] = [msg.offset() for msg in batch]  # type: ignore[misc]
+        values: list[bytes] = [msg.value() for msg in batch]  # type: ignore[misc]
+        if None in values:  # tombstones (no value) are records too: empty, so they are parsed and rejected
+            values = [v or b"" for v in values]
+        # dict() keeps the last value of a repeated key: each partition's last offset in the batch.
+        offsets = {
+            tp: o + 1 for tp, o in dict(zip(zip(topics, partitions, strict=True), offsets_of, strict=True)).items()
+        }
+        consumed = Counter(topics)
+        to_parse = self.engine.to_parse(values)
+        parse: Sequence[int]
+        if to_parse is None:  # no buffer prefilter: every record goes to process(), which prefilters it alone
+            parse, prefiltered = range(len(batch)), Counter[str]()
+        else:
+            parse = sorted(to_parse)
+            prefiltered = consumed - Counter(topics[i] for i in parse)
+            if every:
+                self._sample(producer, batch, topics, values, to_parse, prefiltered, ticket)
         topic: str
         partition: int
         offset: int
-        for i, msg in enumerate(batch):
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("consume error: %s", err)
-                continue
-            # Always set on a consumed message without error; the stubs type them as optional.
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()  # type: ignore[assignment]
-            offsets[(topic, partition)] = offset + 1
-            consumed[topic] = consumed.get(topic, 0) + 1
-            raw = msg.value() or b""
-            if to_parse is not None and i not in to_parse:
-                n = prefiltered[topic] = prefiltered.get(topic, 0) + 1
-                if every and not n % every:
-                    self._validate_sample(producer, msg, raw, pinned.get(topic), ticket)
-                continue
+        for i in parse:
+            topic, partition, offset, raw, msg = topics[i], partitions[i], offsets_of[i], values[i], batch[i]
             source = pinned.get(topic)
             out = process(raw, source)
+            if out.prefiltered:
+                prefiltered[topic] += 1
+                continue
             if out.rejection is not None:
                 m.rejected.labels(out.source or source or AUTO, out.rejection.reason).inc()
                 self._produce_deadletter(
@@ -535,8 +535,7 @@ class IngestLoop(threading.Thread):
             m.consumed.labels(pinned.get(topic) or AUTO, topic).inc(n)
         m.observe_freshness(batch, {t: pinned.get(t) or AUTO for t in consumed}, consumed_at)
         for topic, n in prefiltered.items():
-            if n != prefiltered_before.get(topic, 0):
-                m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n - prefiltered_before.get(topic, 0))
+            m.prefiltered.labels(pinned.get(topic) or AUTO).inc(n)
         ticket.offsets = offsets
         self._pending.append(ticket)
         m.batches.inc()
@@ -580,6 +579,45 @@ class IngestLoop(threading.Thread):
                 return
             self._blocked(since, f"{len(producer)} produced message(s) not acknowledged")
         self._resume()
+
+    def _consume_error(self, msg: Message) -> bool:
+        """True if `msg` is an error event rather than a record (logged; a fatal one raises)."""
+        err = msg.error()
+        if err is None:
+            return False
+        if err.code() != KafkaError._PARTITION_EOF:
+            if err.fatal():
+                raise KafkaException(err)
+            log.warning("consume error: %s", err)
+        return True
+
+    def _sample(
+        self,
+        producer: Producer,
+        batch: list[Message],
+        topics: list[str],
+        values: list[bytes],
+        to_parse: set[int],
+        prefiltered: Counter[str],
+        ticket: _Batch,
+    ) -> None:
+        """Validate every `_every`-th prefiltered record of each topic (running counts, across batches)."""
+        every = self._every
+        if every > 1 and self._interval > 0:
+            self._arm_due_samples(every)
+        seen = self._prefiltered_seen
+        for topic, n in prefiltered.items():
+            before = seen.get(topic, 0)
+            seen[topic] = before + n
+            if (before + n) // every == before // every:
+                continue  # no multiple of `every` reached in this batch: the common case, decided per topic
+            count = before
+            for i, t in enumerate(topics):  # rare: find the topic's prefiltered records that are due
+                if t != topic or i in to_parse:
+                    continue
+                count += 1
+                if not count % every:
+                    self._validate_sample(producer, batch[i], values[i], self._pinned.get(topic), ticket)
 
     def _arm_due_samples(self, every: int) -> None:
         due = time.monotonic() - self._interval

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -279,3 +281,72 @@ def test_two_workers_split_the_partitions(kafka_bootstrap: str, ns: Namespace, t
         codes = [a.terminate(), b.terminate()]
         alerts.close()
     assert codes == [0, 0]
+
+
+def ingest_children(pid: int) -> list[int]:
+    """The worker's ingest process: its spawned child (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ingest_runs_in_a_process_of_its_own_reported_through_the_worker(
+    kafka_bootstrap: str, ns: Namespace, tmp_path: Path
+) -> None:
+    # The ingest loop and the Faust app share no GIL: the ingest is a child process, its metrics and its state
+    # are served by the worker's /metrics and /readyz, and its death ends the worker (status 70).
+    records = [g.raw for g in generate(200, seed=7, netsupport_rate=0.05, sources=["sysmon"])]
+    produce_large(kafka_bootstrap, ns.topic("sysmon"), records)
+    worker = WorkerProcess(ns.env(kafka_bootstrap), tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        (child,) = ingest_children(worker.proc.pid)
+        deadline = time.monotonic() + 30
+        consumed = 0.0
+        while time.monotonic() < deadline:
+            consumed = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in worker.metrics().splitlines()
+                if line.startswith("detector_records_consumed_total{")
+            )
+            if consumed >= len(records):
+                break
+            time.sleep(0.5)
+        assert consumed == len(records)  # counted in the child, exposed by the parent, each record once
+        metrics = worker.metrics()
+        lint = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout + lint.stderr  # one family per name, merged
+        os.kill(child, signal.SIGKILL)
+        code = worker.proc.wait(30)
+    finally:
+        worker.stop_quietly()
+    assert code == 70, worker.log()
+    assert "ingest process exited" in worker.log()
+
+
+def test_the_ingest_process_ends_with_the_worker(kafka_bootstrap: str, ns: Namespace, tmp_path: Path) -> None:
+    # SIGKILL leaves the worker no chance to stop its child: the kernel tells the child (PR_SET_PDEATHSIG), so
+    # no orphan keeps consuming in the group.
+    worker = WorkerProcess(ns.env(kafka_bootstrap), tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        (child,) = ingest_children(worker.proc.pid)
+        worker.kill()
+        deadline = time.monotonic() + 30
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(child), worker.log()
+    finally:
+        worker.stop_quietly()
