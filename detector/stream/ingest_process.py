@@ -7,7 +7,8 @@ interpreter, and the two cores of a small pod both work.
 
 What crosses the boundary, and how:
 - start: the settings and the rules, pickled to a `spawn`ed child (a fresh interpreter: forking a process that
-  may already run threads is unsafe, and the child needs neither Faust nor asyncio);
+  may already run threads is unsafe, and the child needs neither Faust nor asyncio); the child loads the
+  settings' source maps itself (the sources they add live in a registry of the process);
 - stop: a multiprocessing Event (the Faust service's on_stop); SIGTERM to the child does the same, and the
   child ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the parent decides);
 - state for /readyz (running, assigned, paused): three shared bytes, written by the child as they change;
@@ -43,6 +44,7 @@ from detector.engine import Engine
 from detector.metrics import Metrics
 from detector.rules.exceptions import load_exceptions
 from detector.rules.model import Rule
+from detector.sources import add_source_maps
 from detector.stream.config import WorkerConfig
 from detector.stream.ingest import IngestLoop
 from detector.stream.redaction import install_log_redaction
@@ -160,6 +162,8 @@ def child_main(
     _die_with_parent(parent)
     install_log_redaction(cfg)
     logging.basicConfig(level=cfg.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    if cfg.source_maps:  # sources added by mapping files live in a registry of the process: load them here too
+        add_source_maps(cfg.source_maps)
     metrics = Metrics()
     metrics.set_topics(cfg.topics)
     engine = Engine(rules, use_prefilter=cfg.prefilter, max_record_bytes=cfg.max_record_bytes)

@@ -307,8 +307,8 @@ def test_ingest_runs_in_a_process_of_its_own_reported_through_the_worker(
 ) -> None:
     # The ingest loop and the Faust app share no GIL: the ingest is a child process, its metrics and its state
     # are served by the worker's /metrics and /readyz, and its death ends the worker (status 70).
-    records = [g.raw for g in generate(200, seed=7, netsupport_rate=0.05, sources=["sysmon"])]
-    produce_large(kafka_bootstrap, ns.topic("sysmon"), records)
+    records = [g.raw for g in generate(200, seed=7, netsupport_rate=0.05, sources=["windows_sysmon"])]
+    produce_large(kafka_bootstrap, ns.topic("windows_sysmon"), records)
     worker = WorkerProcess(ns.env(kafka_bootstrap), tmp_path / "worker.log")
     try:
         worker.wait_ready()
