@@ -130,3 +130,42 @@ def test_scan_enriches_alerts_in_file_order() -> None:
     assert new_host["first_seen"] == {"fleet": "2026-03-02T10:00:00.000Z", "host": "2026-03-04T12:00:00.000Z"}
     again = alerts[3]["detector.enrichment.prevalence"]
     assert again["first_on_host"] is False and again["first_seen"]["host"] == "2026-03-02T10:00:00.000Z"
+
+
+def test_stream_messages_key_observations_by_rule_so_an_alert_takes_one_hop() -> None:
+    # Every matches-topic message of a record is keyed by a rule id: the agent owning the rule's partition holds
+    # the rule's rows, enriches the alert and caps it at once. Each loaded rule gets every candidate (bare when
+    # it raised nothing on it), so each rule's rows count the same executions.
+    from detector.stream import prevalence as fleet
+    from detector.stream.publish import match_partition
+
+    engine = Engine(load_rules())
+    rule_id = engine.rules[0].rule_id
+    bare, alerted = (engine.process(FLEET.read_bytes().splitlines()[i]) for i in (0, 2))
+    other = "another-rule"
+    msgs = list(fleet.prevalence_messages(bare, 1.0, [rule_id, other]))
+    assert [k for k, _ in msgs] == [rule_id.encode(), other.encode()]
+    decoded = [fleet.decode(v) for _, v in msgs]
+    assert all(o is not None and o.alert is None for o in decoded)
+    assert [o.row_key for o in decoded if o] == [
+        fleet.row_key(rule_id, bare.candidates[0].key),
+        fleet.row_key(other, bare.candidates[0].key),
+    ]
+    msgs = list(fleet.prevalence_messages(alerted, 2.0, [rule_id, other]))
+    assert [k for k, _ in msgs] == [rule_id.encode(), other.encode()]
+    first = fleet.decode(msgs[0][1])
+    assert first is not None and first.alert is not None and first.rule_id == rule_id and first.consumed_at == 2.0
+    assert first.alert["kibana.alert.uuid"] == alerted.alerts[0]["kibana.alert.uuid"]
+    second = fleet.decode(msgs[1][1])
+    assert second is not None and second.alert is None  # the other rule counts the execution, raises nothing
+    assert fleet.row_rule(first.row_key) == rule_id
+    # the row lives on the partition the ingest's producer gives the rule's key: the rule's own
+    assert {match_partition(fleet.row_rule(o.row_key), 4) for o in (first,)} == {match_partition(rule_id, 4)}
+
+
+def test_an_observation_without_its_rule_is_not_one() -> None:
+    from detector.stream import prevalence as fleet
+
+    assert fleet.decode(b'{"type":"observe","key":"k","host":"h","ts":1,"alert":null}') is None
+    obs = fleet.decode(b'{"type":"observe","rule_id":"r","key":"k","host":"h","ts":1,"alert":null}')
+    assert obs is not None and obs.row_key == fleet.row_key("r", "k")

@@ -188,38 +188,25 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             metrics.backpressure.labels("publish").inc(waited)
             log.warning("backpressure over after %.1f s: alerts are acknowledged again", waited)
 
-    async def observe_execution(obs: fleet.Observation, partition: int) -> None:
-        """Update the executable's row; send its alert, enriched, on to the matches topic keyed by rule."""
+    def observe_execution(obs: fleet.Observation, partition: int) -> tuple[Any, dict[str, Any] | None, list[str]]:
+        """The executable's new row for the rule, the observation's alert enriched from it (if it carries one),
+        and the rows to evict. Nothing is written: the agent stores the row once the alert is acknowledged."""
         now = time.time()
+        key = obs.row_key
         row, alert = fleet.handle_observation(
-            executables.get(obs.key), obs, now, horizon=horizon, max_hosts=cfg.prevalence_max_hosts
+            executables.get(key), obs, now, horizon=horizon, max_hosts=cfg.prevalence_max_hosts
         )
-        n = app.consumer.topic_partitions(cfg.matches_topic) or cfg.topic_partitions
-        if alert is not None:
-            rule_id = str(alert.get("kibana.alert.rule.rule_id"))
-            value = publish.match_message(alert, now if obs.consumed_at is None else obs.consumed_at)
-            # The rule's partition as the ingest's producer picks it (not aiokafka's partitioner), so the
-            # enriched alert meets the rule's other matches and ticks at the one owner of its cap window.
-            partition_of_rule = publish.match_partition(rule_id, n)
-            while True:  # at-least-once: the observation's offset is acked only once the broker has the match
-                try:
-                    await (await matches.send(key=rule_id.encode(), value=value, partition=partition_of_rule))
-                    break
-                except Exception as exc:
-                    log.warning("prevalence: match send refused (%r); retrying", exc)
-                    await asyncio.sleep(SEND_RETRY_S)
-        executables[obs.key] = row
         lru = recency.get(partition)
         gone: list[str] = []
         if lru is None:  # first row of this partition since it was assigned: rebuild from the restored table
+            n = app.consumer.topic_partitions(cfg.matches_topic) or cfg.topic_partitions
             lru = recency[partition] = Recency(cfg.prevalence_max_executables, horizon)
             # (oldest fleet-last-seen first; then processing time: restored rows count as seen now)
-            for key, old in sorted(executables.items(), key=lambda kv: kv[1]["l"] if kv[1] else 0):
-                if old and key != obs.key and publish.match_partition(key, n) == partition:
-                    gone += lru.touch(key, now)
-        gone += lru.touch(obs.key, now)
-        for key in gone:  # the tombstone goes to this partition's changelog, the row's own
-            executables.pop(key, None)
+            for other, old in sorted(executables.items(), key=lambda kv: kv[1]["l"] if kv[1] else 0):
+                if old and other != key and publish.match_partition(fleet.row_rule(other), n) == partition:
+                    gone += lru.touch(other, now)
+        gone += lru.touch(key, now)
+        return row, alert, gone
 
     def grouped(
         window: Any, message: publish.Message, spec: suppress.Spec
@@ -259,10 +246,19 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
         state["agent_started"] = True
         async for value in stream:
             obs = fleet.decode(value)
+            row: Any = None
+            evict: list[str] = []
             if obs is not None:
-                await observe_execution(obs, stream.current_event.message.partition)
-                continue
-            message = publish.decode(value)
+                # One hop: the rule's row, the enrichment and the cap are all on this (the rule's) partition.
+                row, alert, evict = observe_execution(obs, stream.current_event.message.partition)
+                if alert is None:
+                    store_row(obs.row_key, row, evict)
+                    continue
+                message: publish.Message | None = publish.Message(
+                    publish.MATCH, obs.rule_id, alert, obs.consumed_at if obs.consumed_at is not None else time.time()
+                )
+            else:
+                message = publish.decode(value)
             if message is None:
                 log.error("ignoring a malformed message on %s", cfg.matches_topic)
                 continue
@@ -276,6 +272,8 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             for out in outputs:
                 # at-least-once: the message's offset is acked only after the broker has what it produced
                 await send_alert(out.key.encode(), orjson.dumps(out.record))
+            if obs is not None:  # after the sends: a crash before them re-reads the observation, row unchanged
+                store_row(obs.row_key, row, evict)
             for key, value in writes:  # after the sends, as the cap window
                 if value is None:
                     groups.pop(key, None)
@@ -284,6 +282,11 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             if new_window is not window:
                 windows[message.rule_id] = new_window
             _observe(metrics, message, outputs, caps)
+
+    def store_row(key: str, row: Any, evict: list[str]) -> None:
+        executables[key] = row
+        for gone in evict:  # the tombstone goes to this partition's changelog, the row's own
+            executables.pop(gone, None)
 
     capped = [rule_id for rule_id, c in caps.items() if c.limit > 0 or rule_id in specs]
     if capped:

@@ -278,6 +278,7 @@ class IngestLoop(threading.Thread):
         self._producer: Producer | None = None
         # topic -> pinned source; auto-detected topics are absent (None: the engine detects per record)
         self._pinned = {t: src for t, src in cfg.topics.items() if src != AUTO}
+        self._rule_ids = [r.rule_id for r in engine.rules]
         # Sampling needs an engine that never prefilters; with the prefilter off nothing is skipped to sample.
         self._every = sample_every(cfg.validate_sample_rate) if engine.use_prefilter else 0
         self._validator = (
@@ -503,7 +504,7 @@ class IngestLoop(threading.Thread):
             oversized_alert = 0
             for alert in out.alerts:
                 attach_origin(alert, topic, partition, offset)
-            for key, value in prevalence_messages(out, consumed_at):
+            for key, value in prevalence_messages(out, consumed_at, self._rule_ids):
                 if len(value) > MATCH_MAX_BYTES:
                     oversized_alert = len(value)
                     continue
