@@ -57,7 +57,7 @@ def read_alerts(bootstrap: str, topic: str, out: str, ready: EventType, done: Ev
     """Reader process, appending to `out` one line per alert carrying a token:
     "<seq> <latency ns> <produce -> evaluated ns> <produced ns> <alert's Kafka timestamp ms>",
     and with `matches`, one per matches-topic message carrying one: "H <seq> <observe|match> <timestamp ms>"
-    (the hops the alert took). Kafka timestamps are CreateTime: when the message was handed to its producer."""
+    (the hop the alert took). Kafka timestamps are CreateTime: when the message was handed to its producer."""
     reader = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -113,9 +113,8 @@ def received(path: Path) -> dict[int, list[tuple[int, int]]]:
 
 
 HOPS = (
-    "ingest: evaluated -> observation produced",
-    "agent: observation -> enriched match sent",
-    "agent: enriched match -> alert sent",
+    "ingest: evaluated -> match produced",
+    "agent: match -> alert sent",
     "alerts topic -> reader",
 )
 
@@ -123,28 +122,25 @@ HOPS = (
 def hops(path: Path, seqs: set[int]) -> dict[str, dict[str, float]]:
     """Quantiles (ms) of each hop the first alert of each of `seqs` took after its record was evaluated.
 
-    From the Kafka timestamps (ms) of the observation the ingest produced, the enriched match the agent sent
-    on and the alert it published, with the alert's @timestamp (evaluated, ms) and the time it was read."""
-    sent: dict[int, dict[str, int]] = {}
-    alerts: dict[int, tuple[float, float, int, int]] = {}
+    From the Kafka timestamps (ms) of the first matches-topic message the ingest produced for it (an observation
+    or a plain match) and of the alert the agent published, with the alert's @timestamp (evaluated, ms) and the
+    time it was read."""
+    sent: dict[int, int] = {}
+    alerts: dict[int, tuple[float, float, int]] = {}
     for line in path.read_text().splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[0] == "H":
-            sent.setdefault(int(parts[1]), {}).setdefault(parts[2], int(parts[3]))
+            sent.setdefault(int(parts[1]), int(parts[3]))
         elif len(parts) == 5 and int(parts[0]) not in alerts and parts[2] != "-1":
             produced = int(parts[3])
-            evaluated_ms = (produced + int(parts[2])) / 1e6
-            read_ms = (produced + int(parts[1])) / 1e6
-            alerts[int(parts[0])] = (evaluated_ms, read_ms, int(parts[4]), produced)
+            alerts[int(parts[0])] = ((produced + int(parts[2])) / 1e6, (produced + int(parts[1])) / 1e6, int(parts[4]))
     spans: dict[str, list[float]] = {h: [] for h in HOPS}
     for seq in seqs:
-        if seq not in alerts or "observe" not in sent.get(seq, {}) or "match" not in sent[seq]:
+        if seq not in alerts or seq not in sent:
             continue
-        evaluated_ms, read_ms, alert_ms, _ = alerts[seq]
-        obs, match = sent[seq]["observe"], sent[seq]["match"]
-        for hop, span in zip(
-            HOPS, (obs - evaluated_ms, match - obs, alert_ms - match, read_ms - alert_ms), strict=True
-        ):
+        evaluated_ms, read_ms, alert_ms = alerts[seq]
+        match = sent[seq]
+        for hop, span in zip(HOPS, (match - evaluated_ms, alert_ms - match, read_ms - alert_ms), strict=True):
             spans[hop].append(span)
     return {h: {k: round(v, 2) for k, v in quantiles(sorted(v)).items()} for h, v in spans.items() if v}
 
