@@ -1,6 +1,6 @@
 """Records/s draining pre-loaded topics: `detector worker`, a bare confluent-kafka loop (the ceiling), plain Faust.
 
-    make kafka-up && .venv/bin/python -m bench.stream_throughput [--bootstrap HOST:PORT] [--records 1000000]
+    make kafka-up && .venv/bin/python -m bench.stream_throughput [--bootstrap HOST:PORT] [--records 2000000]
 
 The topics (one per source, 4 partitions each) hold --records records of tools/synth.py's realistic mix (8
 sources, mean ~2.7 KB, ~0.1% NetSupport), produced uncompressed by two generator processes. They are kept and
@@ -9,10 +9,11 @@ generating a million records costs minutes; --fresh-topics makes new ones, --del
 
 Three consumers read the same topics, one after the other, each with a fresh consumer group, in the same run
 (bare and worker alternate for --rounds rounds, 2 by default, and each keeps its best round):
-- bare:   a confluent-kafka consume(2000) loop that only counts records (what the broker and client can give);
+- bare:   a confluent-kafka consume(2000) loop that only counts records (what the broker and client can give,
+          with the worker's read-ahead settings);
           it passes over the topics again with a new group until >= --min-seconds are timed (each pass alone
           is a few seconds), and its rate is all passes' records over all passes' time
-- worker: `detector worker` (one process) from its first record consumed to zero lag
+- worker: `detector worker` (its two processes) from its first record consumed to zero lag
 - faust:  bench/plain_faust.py, a Faust agent doing the same per-record work (Engine.process, dead letters
           and matches sent), timed over the first --faust-records records (200,000: it is far slower, and
           a million would take minutes; >= 10 s all the same)
@@ -51,6 +52,7 @@ from bench._kafka import (
     write_result,
 )
 from detector.sources import SOURCES
+from detector.stream.ingest import CONSUMER_FETCH
 from tools.synth import generate
 
 PARTITIONS = 4
@@ -128,8 +130,9 @@ def bare_pass(bootstrap: str, topics: list[str], n: int) -> tuple[float, float]:
             "group.id": f"bench-bare-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "fetch.max.bytes": 52428800,
-            "queued.max.messages.kbytes": 262144,
+            # The worker's read-ahead settings: with librdkafka's defaults the bare loop stalls on
+            # fetch.queue.backoff.ms (1 s) as the worker did, and would understate the ceiling by a third or more.
+            **CONSUMER_FETCH,
         }
     )
     c.subscribe(topics)
@@ -229,7 +232,7 @@ def faust_drain(bootstrap: str, prefix: str, n: int, tmp: Path) -> dict[str, Any
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="broker (default $BENCH_BOOTSTRAP or 9092)")
-    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--min-seconds", type=float, default=10.0, help="least timed seconds of the bare loop")
     ap.add_argument("--rounds", type=int, default=2, help="bare/worker rounds, best kept (default 2)")
