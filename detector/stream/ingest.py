@@ -2,9 +2,10 @@
 
 Why not a Faust agent per raw record: a Faust agent costs ~90 µs of CPU per record before any work,
 while a batched confluent-kafka consumer costs ~1.5 µs and the prefilter rejects a benign record in
-about one more. So raw telemetry is read here, in batches, in a thread inside the Faust app's
-lifecycle; only the rare matches go on, over the internal matches topic, to the Faust agent that
-enforces the cap (in a Faust table) and publishes alerts.
+about one more. So raw telemetry is read here, in batches, in a process of its own that the Faust app starts
+and stops (detector/stream/ingest_process.py; the loop runs as that process' main thread, or as a thread in
+tests); only the rare matches go on, over the internal matches topic, to the Faust agent that keeps fleet
+prevalence, the cap and suppression (in Faust tables) and publishes alerts.
 
 Delivery: offsets of a batch are committed only after every dead letter and match that the batch
 produced has been acknowledged by the broker (acks=all, idempotent producer), and every earlier batch's
