@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import orjson
 
 from bench._kafka import REPO, RESULTS
+from detector.stream.ingest import CONSUMER_FETCH
 
 # Elastic's rule as shipped (detector/rules/builtin/netsupport_manager_unusual_path.toml): interval 5m, from now-9m.
 ELASTIC_INTERVAL_S = 300
@@ -130,7 +131,7 @@ def plot_throughput(doc: dict[str, Any], out: Path) -> None:
     if "bare" in rows:
         a.axhline(rows["bare"]["records_per_s"] * 0.5, color="black", ls="--", lw=1, label="target: 0.5 x bare")
         a.legend(fontsize=8, loc="upper right")
-    a.set_ylabel("records/s (one process)")
+    a.set_ylabel("records/s (one consumer; the worker is two processes)")
     a.set_title("Draining pre-loaded topics: throughput")
     a.set_ylim(0, max(rates) * 1.25)
     a.tick_params(axis="x", labelsize=8)
@@ -345,7 +346,8 @@ def sections(
             f"positives; tools/synth.py's mix of 8 sources) pre-loaded on {c['topics']} topics x "
             f"{c['partitions_per_topic']} partitions, uncompressed. Each consumer reads them with a fresh consumer "
             "group, one after the other in the same run, timed from its first record to its last; CPU is the "
-            "process's user+system time over the same span (all its threads).\n"
+            "process's user+system time over the same span (all its threads; for the worker, both its processes). "
+            "The bare loop uses the worker's read-ahead settings (`CONSUMER_FETCH` in detector/stream/ingest.py).\n"
         )
         yield "| consumer | records | s | records/s | / bare | CPU s | CPU µs/record | records per CPU-s / bare |"
         yield "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -378,7 +380,7 @@ def sections(
                 f"per record, dead letters and matches sent with Faust) was timed over its first "
                 f"{fmt(cons['faust']['records'])} records. The worker is **{ratio:.1f}x** faster and spends "
                 f"{cpu_ratio:.1f}x less CPU per record: the number behind the choice of a batched confluent-kafka "
-                "ingest thread over a Faust agent per raw record.\n"
+                "ingest loop over a Faust agent per raw record.\n"
             )
         plot_throughput(tput, out_dir / "stream_throughput.png")
         yield f"![throughput]({rel}/stream_throughput.png)\n"
@@ -413,9 +415,9 @@ def sections(
             yield (
                 "Where the time goes: each alert's `@timestamp` is when the ingest evaluated its record (ms "
                 "precision), which splits the latency into produce -> evaluated (producer linger, broker, the "
-                "ingest's fetch and batch) and evaluated -> alert read (the match produced and acknowledged, the "
-                "matches topic, the Faust agent: prevalence observation, then the enriched match, then the alert "
-                "sent and acknowledged, the alerts topic, the reader).\n"
+                "ingest's fetch and batch) and evaluated -> alert read (the match produced, the matches topic, the "
+                "Faust agent: prevalence row, enrichment and cap in one step, the alert sent and acknowledged, the "
+                "alerts topic, the reader).\n"
             )
             yield "| offered/s | produce -> evaluated p50 / p99 ms | evaluated -> alert read p50 / p99 ms |"
             yield "|---:|---:|---:|"
@@ -424,6 +426,18 @@ def sections(
                 yield (
                     f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
                 )
+            yield ""
+        if all(r.get("hops_ms") for r in lat["rates"]):
+            names = list(lat["rates"][0]["hops_ms"])
+            yield (
+                "The part after evaluation, hop by hop, from the Kafka timestamps (CreateTime, ms) of the message "
+                "the ingest produced on the matches topic and of the alert the agent published:\n"
+            )
+            yield "| offered/s | " + " | ".join(f"{n} p50 / p99 ms" for n in names) + " |"
+            yield "|---:|" + "---:|" * len(names)
+            for r in lat["rates"]:
+                cells = [f"{r['hops_ms'][n]['p50']:.1f} / {r['hops_ms'][n]['p99']:.1f}" for n in names]
+                yield f"| {fmt(r['target_rate'])} | " + " | ".join(cells) + " |"
             yield ""
         for r in lat["rates"]:
             if r["achieved_rate"] >= 0.95 * r["target_rate"] and r["latency_ms"]["p50"] > 1000:
@@ -484,22 +498,16 @@ def sections(
                 f"{rss['final']:.0f} MB | {rss['max']:.0f} MB | {m['growth']:.1%} |"
             )
         yield ""
+        queue_mib = CONSUMER_FETCH["queued.max.messages.kbytes"] // 1024
+        fetch_mib = CONSUMER_FETCH["fetch.max.bytes"] // (1024 * 1024)
+        yield (
+            f"The RSS is the worker's two processes together. The ingest consumer reads ahead at most {queue_mib} MiB "
+            f"(`queued.max.messages.kbytes`, fetches of at most {fetch_mib} MiB; detector/stream/ingest.py), so a lag "
+            "spike costs at most that much more: with the 256 MiB this project used before, RSS rose in steps at each "
+            "spike and kept the high-water mark.\n"
+        )
         if any(m["rss_mb"]["max"] >= 250 for m in runs):
-            yield (
-                "RSS rises in steps, each at a lag spike (the lag is sampled every 5 s and kept in the JSON), and "
-                "does not come down once the lag is gone: the records librdkafka prefetched during a spike are "
-                "freed, but the process keeps the memory (the allocator's high-water mark). The ingest consumer "
-                "allows `queued.max.messages.kbytes` = 256 MiB of prefetch (detector/stream/ingest.py), so a spike "
-                "of ~100,000 records of ~2.7 KB takes RSS past the 250 MB target; a smaller prefetch queue (a few "
-                "tens of MiB still hold a second of input at 50,000/s) would bound it.\n"
-            )
-        elif any(not m["kept_up"] for m in runs):
-            yield (
-                "A worker that falls behind holds what librdkafka has prefetched for it: the ingest consumer allows "
-                "`queued.max.messages.kbytes` = 256 MiB and `fetch.max.bytes` = 50 MiB (detector/stream/ingest.py), "
-                "so RSS while lagging is bounded by those settings plus the steady footprint, not by the 250 MB "
-                "target.\n"
-            )
+            yield "Some run went over 250 MB: see its row and the plot.\n"
         plot_rss(runs, out_dir / "stream_memory_rss.png")
         yield f"![RSS]({rel}/stream_memory_rss.png)\n"
     else:
@@ -572,7 +580,7 @@ def comparison(tput: dict[str, Any] | None, lat: dict[str, Any] | None, rates: d
     if tput:
         w = tput["consumers"]["worker"]
         worker_line = (
-            f" Our worker, for scale: {fmt(w['records_per_s'])} records/s from one process, "
+            f" Our worker, for scale: {fmt(w['records_per_s'])} records/s from one worker (two processes), "
             f"{fmt(w['records_per_cpu_s'])} records per CPU-second, on "
             f"{tput['corpus']['bytes'] / tput['corpus']['records'] / 1000:.1f} KB multi-vendor records and a rule "
             "that normalises eight schemas."
