@@ -220,7 +220,7 @@ def _hyperscan_test(needles: tuple[bytes, ...]) -> tuple[Callable[[bytes], bool]
         flags=[hyperscan.HS_FLAG_CASELESS] * len(needles) + [0],
     )
     scan = db.scan
-    # A scratch space may serve one scan at a time: one per thread (the worker's ingest thread, tests' threads).
+    # A scratch space may serve one scan at a time: one per thread (the ingest loop's, tests' threads).
     local = threading.local()
 
     def scratch() -> Any:

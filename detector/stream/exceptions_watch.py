@@ -3,7 +3,7 @@
 Kubernetes changes a mounted ConfigMap in place (it swaps the `..data` symlink), so a change shows only in the
 files' content: every `exceptions_reload_interval` seconds the ingest loop reads the files and compares their
 SHA-256 with the loaded ones. Files of a few KiB cost nothing to read. A changed set is loaded whole and
-swapped into the engine in one assignment, in the ingest thread itself (no record sees half of it). A new
+swapped into the engine in one assignment, in the ingest loop itself (no record sees half of it). A new
 version that fails to load (half-written, a value list, bad JSON) keeps the previous exceptions, logs the
 reason and counts detector_exceptions_reloads_total{result="error"}; the worker never stops for it. At start
 a broken file is a configuration error (the config loader refuses it), as a bad rule file is.
