@@ -56,6 +56,7 @@ def create_app() -> faust.App:
     matches = app.topic(env["PF_MATCHES"], **as_bytes)
     deadletter = app.topic(env["PF_DEADLETTER"], **as_bytes)
     engine = Engine(load_rules())
+    rule_ids = [r.rule_id for r in engine.rules]
     state: dict[str, Any] = {"n": 0, "t0": 0.0, "cpu0": 0.0, "sent": 0}
 
     @app.agent(raw_topics, name="plain_ingest", concurrency=1)
@@ -72,7 +73,7 @@ def create_app() -> faust.App:
                     await deadletter.send(key=message.key, value=raw)
                     state["sent"] += 1
                 else:
-                    for key, value in prevalence_messages(out, time.time()):
+                    for key, value in prevalence_messages(out, time.time(), rule_ids):
                         await matches.send(key=key, value=value)
                         state["sent"] += 1
             state["n"] += 1

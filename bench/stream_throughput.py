@@ -220,6 +220,8 @@ def faust_drain(bootstrap: str, prefix: str, n: int, tmp: Path) -> dict[str, Any
         while not result.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 sys.exit(f"plain Faust agent exited or hung: see {log}")
+            if b"Crashed reason=" in log.read_bytes():  # Faust restarts a crashed agent, which would crash again
+                sys.exit(f"plain Faust agent crashed: see {log}")
             time.sleep(0.5)
         time.sleep(0.2)
         doc: dict[str, Any] = orjson.loads(result.read_bytes())
