@@ -195,13 +195,14 @@ def worker_drain(bootstrap: str, prefix: str, n: int, log: Path) -> dict[str, An
 def faust_drain(bootstrap: str, prefix: str, n: int, tmp: Path) -> dict[str, Any]:
     result = tmp / "plain_faust.json"
     log = tmp / "plain_faust.log"
+    run = uuid.uuid4().hex[:8]  # its own output topics: a run killed before its clean-up leaves them behind
     env = {
         **os.environ,
         "PF_BOOTSTRAP": bootstrap,
-        "PF_GROUP": f"bench-faust-{uuid.uuid4().hex[:8]}",
+        "PF_GROUP": f"bench-faust-{run}",
         "PF_TOPICS": ",".join(f"{prefix}.{s}={s}" for s in SOURCES),
-        "PF_MATCHES": f"{prefix}.pf-matches",
-        "PF_DEADLETTER": f"{prefix}.pf-deadletter",
+        "PF_MATCHES": f"{prefix}.pf-matches-{run}",
+        "PF_DEADLETTER": f"{prefix}.pf-deadletter-{run}",
         "PF_RECORDS": str(n),
         "PF_RESULT": str(result),
         "PF_DATADIR": str(tmp / "faust"),
