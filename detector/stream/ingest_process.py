@@ -9,11 +9,12 @@ What crosses the boundary, and how:
 - start: the settings and the rules, pickled to a `spawn`ed child (a fresh interpreter: forking a process that
   may already run threads is unsafe, and the child needs neither Faust nor asyncio); the child loads the
   settings' source maps itself (the sources they add live in a registry of the process);
-- stop: a multiprocessing Event (the Faust service's on_stop); SIGTERM to the child does the same, and the
-  child ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; the parent decides);
+- stop: a multiprocessing Event (the Faust service's on_stop); SIGTERM to the child does the same (its handler
+  only sets a flag the watch thread reads: signal handlers must take no lock), and the child ignores SIGINT
+  (a terminal's Ctrl-C reaches the whole process group; the parent decides);
 - state for /readyz (running, assigned, paused): three shared bytes, written by the child as they change;
 - metrics: the child sends a snapshot of its registry every SNAPSHOT_EVERY_S over a pipe, and the parent
-  serves it merged with its own (detector.metrics.merged_exposition): ingest series are written only by the
+  serves it merged with its own (Metrics.exposition): ingest series are written only by the
   child, the agent's only by the parent;
 - failure: the child exits (70 on a fatal ingest error, as the one-process worker did); the parent sees its
   end of the pipe close and, unless it is stopping, exits with the child's status so the orchestrator
@@ -158,7 +159,15 @@ def child_main(
 ) -> None:
     """The ingest process: the loop in its main thread, a thread for stop requests, state and metrics."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # The handler only sets a flag, which the watch thread reads: a handler that set the Event took its lock,
+    # and a second SIGTERM arriving inside that (the parent's death signal, then another) deadlocked the
+    # process on its own lock, a zombie member holding its partitions.
+    terminated = [False]
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated[0] = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     _die_with_parent(parent)
     install_log_redaction(cfg)
     logging.basicConfig(level=cfg.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
@@ -187,7 +196,7 @@ def child_main(
 
     def watch() -> None:
         last_snapshot = 0.0
-        while not stop.wait(STATE_EVERY_S):
+        while not stop.wait(STATE_EVERY_S) and not terminated[0]:
             _publish_state(loop, state)
             now = time.monotonic()
             if now - last_snapshot >= SNAPSHOT_EVERY_S:
