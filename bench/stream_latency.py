@@ -36,7 +36,7 @@ from bench._kafka import (
     build_pool,
     cpu_seconds,
     create_topics,
-    delete_topics,
+    delete_prefixed,
     metric_sum,
     paced_produce,
     paced_producer,
@@ -155,13 +155,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--no-json", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args()
-    require_broker(args.bootstrap)
+    broker = require_broker(args.bootstrap)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     print(f"generating a pool of {args.pool:,} records and positive templates ...", flush=True)
     pool = build_pool(args.pool, args.seed)
     prefix = f"lat{uuid.uuid4().hex[:8]}"
     topics = [f"{prefix}.{s}" for s in SOURCES]
-    outputs = [f"{prefix}.alerts", f"{prefix}.deadletter", f"{prefix}.matches"]
     create_topics(args.bootstrap, topics)
     env = worker_env(prefix, f"{prefix}-group", list(SOURCES), DETECTOR_BOOTSTRAP_SERVERS=args.bootstrap)
     rows: list[dict[str, Any]] = []
@@ -241,7 +240,7 @@ def main() -> None:
                 reader.join(30)
                 stop(proc)
     finally:
-        delete_topics(args.bootstrap, topics + outputs)
+        delete_prefixed(args.bootstrap, prefix)  # with the Faust app's topics, named after its group
     print()
     print(
         f"{'target/s':>9}{'achieved/s':>12}{'window s':>9}{'alerts':>9}{'lost':>6}{'dup':>5}"
@@ -273,6 +272,7 @@ def main() -> None:
                 "record_mix": "tools.synth generate mix (8 sources), positives time-stamped",
                 "mean_record_bytes": round(sum(len(r) for _, r in pool.benign) / len(pool.benign)),
                 "producer": "confluent-kafka, linger.ms 5, lz4, acks all",
+                "broker_at_start": broker,
                 "rates": rows,
             },
         )

@@ -30,7 +30,7 @@ from bench._kafka import (
     build_pool,
     cpu_seconds,
     create_topics,
-    delete_topics,
+    delete_prefixed,
     metric_sum,
     paced_produce,
     paced_producer,
@@ -60,14 +60,13 @@ def main() -> None:
     ap.add_argument("--note", default="", help="a sentence for the report (e.g. why this rate)")
     ap.add_argument("--no-json", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args()
-    require_broker(args.bootstrap)
+    broker = require_broker(args.bootstrap)
     seconds = args.minutes * 60
     warmup = min(60.0, seconds * args.warmup_fraction)
     print(f"generating a pool of {args.pool:,} records ...", flush=True)
     pool = build_pool(args.pool, args.seed)
     prefix = f"mem{uuid.uuid4().hex[:8]}"
     topics = [f"{prefix}.{s}" for s in SOURCES]
-    outputs = [f"{prefix}.alerts", f"{prefix}.deadletter", f"{prefix}.matches"]
     retention = {"segment.bytes": str(64 * MB), "retention.bytes": str(256 * MB), "retention.ms": "120000"}
     create_topics(args.bootstrap, topics, config=retention)
     env = worker_env(prefix, f"{prefix}-group", list(SOURCES), DETECTOR_BOOTSTRAP_SERVERS=args.bootstrap)
@@ -113,7 +112,7 @@ def main() -> None:
             sampler.join(5)
             stop(proc)
     finally:
-        delete_topics(args.bootstrap, topics + outputs)
+        delete_prefixed(args.bootstrap, prefix)  # with the Faust app's topics, named after its group
     in_run = [(t, r) for t, r in samples if t <= res.seconds]
     warm = [r for t, r in in_run if t <= warmup]
     warm_rss = warm[-1] if warm else in_run[0][1]
@@ -154,6 +153,7 @@ def main() -> None:
                 + ("" if args.name == "stream_memory" else f" --name {args.name}")
             ),
             "note": args.note,
+            "broker_at_start": broker,
             "offered_rate": args.rate,
             "achieved_rate": round(res.rate, 1),
             "worker_consumed_rate": round(consumed_rate, 1),

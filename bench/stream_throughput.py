@@ -43,6 +43,7 @@ from bench._kafka import (
     REPO,
     cpu_seconds,
     create_topics,
+    delete_prefixed,
     delete_topics,
     metric_sum,
     require_broker,
@@ -162,9 +163,8 @@ def bare(bootstrap: str, topics: list[str], n: int, min_seconds: float) -> dict[
 
 
 def worker_drain(bootstrap: str, prefix: str, n: int, log: Path) -> dict[str, Any]:
-    env = worker_env(
-        prefix, f"bench-worker-{uuid.uuid4().hex[:8]}", list(SOURCES), DETECTOR_BOOTSTRAP_SERVERS=bootstrap
-    )
+    group = f"bench-worker-{uuid.uuid4().hex[:8]}"
+    env = worker_env(prefix, group, list(SOURCES), DETECTOR_BOOTSTRAP_SERVERS=bootstrap)
     proc, port = start_worker(env, log)
     try:
         # Timed from the first record consumed to the last, so start-up is not counted. The counter is scraped
@@ -190,6 +190,7 @@ def worker_drain(bootstrap: str, prefix: str, n: int, log: Path) -> dict[str, An
             time.sleep(0.25)
     finally:
         stop(proc)
+        delete_prefixed(bootstrap, group)  # the Faust app's changelogs and assignor topic
 
 
 def faust_drain(bootstrap: str, prefix: str, n: int, tmp: Path) -> dict[str, Any]:
@@ -230,6 +231,7 @@ def faust_drain(bootstrap: str, prefix: str, n: int, tmp: Path) -> dict[str, Any
     finally:
         stop(proc)
         delete_topics(bootstrap, [env["PF_MATCHES"], env["PF_DEADLETTER"]])
+        delete_prefixed(bootstrap, env["PF_GROUP"])
 
 
 def main() -> None:
@@ -250,7 +252,7 @@ def main() -> None:
     ap.add_argument("--delete-topics", action="store_true", help="delete the pre-loaded topics at the end")
     ap.add_argument("--no-json", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args()
-    require_broker(args.bootstrap)
+    broker = require_broker(args.bootstrap)
     prefix = f"tput-{args.records}-s{args.seed}"
     if args.fresh_topics:
         delete_topics(args.bootstrap, [f"{prefix}.{s}" for s in SOURCES])
@@ -317,6 +319,7 @@ def main() -> None:
                     "partitions_per_topic": PARTITIONS,
                     "mix": "tools.synth generate, 8 sources, netsupport_rate 0.001, uncompressed",
                 },
+                "broker_at_start": broker,
                 "consumers": {k: {**v, "name": names[k]} for k, v in rows.items()},
                 "rounds": [
                     {k: {**m, "records_per_s": m["records"] / m["seconds"]} for k, m in r.items()} for r in rounds

@@ -38,5 +38,8 @@ def kafka_bootstrap() -> Iterator[str]:
             pytest.fail(f"could not start the Kafka broker:\n{res.stdout}\n{res.stderr}")
         started = True
     yield BOOTSTRAP
+    from tests.integration.harness import delete_session_topics  # imports confluent_kafka: only when used
+
+    delete_session_topics(BOOTSTRAP)
     if started:
         subprocess.run([str(REPO / "deploy" / "kafka" / "kafka.sh"), "down"], capture_output=True, text=True)

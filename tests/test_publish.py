@@ -13,6 +13,7 @@ from detector.alerts.suppression import suppression_record
 from detector.rules.model import load_rules
 from detector.stream import publish
 from detector.stream.publish import MATCH, TICK, Capped, Message, Output, decode, handle_match, match_message
+from tests.integration.harness import new_prefix
 
 RULE = load_rules()[0]
 RID = RULE.rule_id
@@ -236,7 +237,7 @@ def test_match_partition_is_where_the_ingest_producer_puts_a_rule_s_matches(kafk
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    topic = f"it{uuid.uuid4().hex[:10]}.matches"
+    topic = f"{new_prefix()}.matches"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     for fut in admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)]).values():
         fut.result()
