@@ -136,14 +136,16 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS", REPO / "bench" / "results"))
 COMMIT_STAMP = REPO / ".bench-commit"
 
 
-def worker_env(prefix: str, group: str, sources: list[str], **extra: str) -> dict[str, str]:
-    """A worker's settings for topics <prefix>.<source> and outputs <prefix>.alerts / .deadletter / .matches."""
+def worker_env(prefix: str, group: str, sources: list[str], outputs: str | None = None, **extra: str) -> dict[str, str]:
+    """A worker's settings for topics <prefix>.<source> and outputs <outputs>.alerts / .deadletter / .matches
+    (`outputs` defaults to `prefix`)."""
+    out = outputs or prefix
     return {
         "DETECTOR_CONSUMER_GROUP": group,
         "DETECTOR_TOPICS": ",".join(f"{prefix}.{s}={s}" for s in sources),
-        "DETECTOR_ALERTS_TOPIC": f"{prefix}.alerts",
-        "DETECTOR_DEADLETTER_TOPIC": f"{prefix}.deadletter",
-        "DETECTOR_MATCHES_TOPIC": f"{prefix}.matches",
+        "DETECTOR_ALERTS_TOPIC": f"{out}.alerts",
+        "DETECTOR_DEADLETTER_TOPIC": f"{out}.deadletter",
+        "DETECTOR_MATCHES_TOPIC": f"{out}.matches",
         "DETECTOR_MAX_SIGNALS": "0",  # no cap: every positive must come out as an alert
         **extra,
     }
