@@ -252,6 +252,10 @@ def machine_line(doc: dict[str, Any]) -> str:
     parts.append(f"Python {m.get('python', '?')}")
     if load:
         parts.append("load average at start " + ", ".join(f"{float(x):.2f}" for x in load))
+    broker = doc.get("broker_at_start")
+    if isinstance(broker, dict) and "partitions" in broker:
+        # A broker holding thousands of stale partitions lengthened the latency tails (bench/_kafka.py)
+        parts.append(f"broker at start: {broker.get('topics', '?')} topics, {broker['partitions']} partitions")
     return "; ".join(parts)
 
 
