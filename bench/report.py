@@ -358,7 +358,8 @@ def sections(
             f"{c['partitions_per_topic']} partitions, uncompressed. Each consumer reads them with a fresh consumer "
             "group, one after the other in the same run, timed from its first record to its last; CPU is the "
             "process's user+system time over the same span (all its threads; for the worker, both its processes). "
-            "The bare loop uses the worker's read-ahead settings (`CONSUMER_FETCH` in detector/stream/ingest.py).\n"
+            "The bare loop uses the worker's read-ahead settings (`CONSUMER_FETCH` in detector/stream/ingest.py), "
+            "with a queue of at least 32 MiB.\n"
         )
         yield "| consumer | records | s | records/s | / bare | CPU s | CPU µs/record | records per CPU-s / bare |"
         yield "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -512,10 +513,11 @@ def sections(
         queue_mib = CONSUMER_FETCH["queued.max.messages.kbytes"] // 1024
         fetch_mib = CONSUMER_FETCH["fetch.max.bytes"] // (1024 * 1024)
         yield (
-            f"The RSS is the worker's two processes together. The ingest consumer reads ahead at most {queue_mib} MiB "
+            "The RSS is the worker's processes together: the Faust app, the ingest process and multiprocessing's "
+            f"resource tracker (about 12 MB). The ingest consumer reads ahead at most {queue_mib} MiB "
             f"(`queued.max.messages.kbytes`, fetches of at most {fetch_mib} MiB; detector/stream/ingest.py), so a lag "
-            "spike costs at most that much more: with the 256 MiB this project used before, RSS rose in steps at each "
-            "spike and kept the high-water mark.\n"
+            "spike costs about that much more, once: glibc keeps the freed buffers, and RSS stays at the high-water "
+            "mark (a step, then flat). With the 256 MiB this project used before, RSS rose in steps at each spike.\n"
         )
         if any(m["rss_mb"]["max"] >= 250 for m in runs):
             yield "Some run went over 250 MB: see its row and the plot.\n"

@@ -112,10 +112,12 @@ REVOKE_FLUSH_S = 5.0  # on revocation, how long the outputs of the revoked parti
 # The consumer's read-ahead. librdkafka stops fetching a partition while the local queue is over its bounds and,
 # since 2.4, waits fetch.queue.backoff.ms (1 s by default) before it looks again: with any bound the drain stalled
 # for a second at a time (a 32 MiB queue drained 20k records/s, 256 MiB about 90k). With a 10 ms backoff a
-# 32 MiB queue, topped up by fetches of at most 8 MiB, keeps the loop fed (about 150k records/s here) and
-# bounds what a lag spike costs in memory.
+# 16 MiB queue, topped up by fetches of at most 8 MiB, keeps the loop fed (155-178k records/s here, as with
+# 32 MiB) and bounds what a lag spike costs in memory: the queue's high-water mark stays resident (glibc keeps
+# the freed buffers), and after a drain the ingest process held 87 MB with 16 MiB, 126 MB with 32. (8 MiB starved
+# even the bare loop of the benchmark: 288-362k records/s against 468-560k.)
 CONSUMER_FETCH = {
-    "queued.max.messages.kbytes": 32 * 1024,
+    "queued.max.messages.kbytes": 16 * 1024,
     "fetch.max.bytes": 8 * 1024 * 1024,
     "fetch.queue.backoff.ms": 10,
 }
