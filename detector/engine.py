@@ -122,13 +122,17 @@ class Engine:
         buf = b"\n".join(raws)
         parse: set[int] = set()
         hits = find_hits(buf, 0, len(buf))
+        lengths = list(map(len, raws))
         if hits:
-            starts = list(accumulate(map(len, raws[:-1]), lambda at, n: at + n + 1, initial=0))
-            parse.update(bisect_right(starts, h) - 1 for h in hits)
+            # Record i ends just before ends[i] + i: its length and those before it, plus a newline for each
+            # record before it. The sum runs in C (with a Python lambda per record adding the newlines, it cost a
+            # third of the scan); the newlines are added only on the bisection's few steps per hit.
+            ends = list(accumulate(lengths))
+            parse.update(bisect_right(range(len(raws)), h, key=lambda i: ends[i] + i) for h in hits)
         # The framing and size checks run in C over the whole batch (map over bytes methods); only a batch that
         # holds a record failing them pays for the per-record loop that finds which.
         if not raws or (
-            max(map(len, raws)) <= self.max_record_bytes
+            max(lengths) <= self.max_record_bytes
             and all(map(bytes.startswith, raws, repeat(b"{")))
             and all(map(bytes.endswith, raws, repeat((b"}", b"}\n"))))
         ):

@@ -37,7 +37,7 @@ def value(m: Metrics, name: str, **labels: str) -> float | None:
 def test_freshness_per_topic_from_the_last_record_of_each_topic() -> None:
     m = Metrics(CollectorRegistry())
     batch = [Msg("a", 1_000_000), Msg("b", 2_000_000), Msg("a", 3_000_000), Msg("b", 4_000_000, err=object())]
-    m.observe_freshness(batch, {"a": "endpoint", "b": "auto"}, now=5000.0)
+    m.observe_freshness(batch, [r.topic() for r in batch], {"a": "endpoint", "b": "auto"}, now=5000.0)
     labels_a = {"topic": "a", "source": "endpoint"}
     labels_b = {"topic": "b", "source": "auto"}
     assert value(m, "detector_topic_last_consumed_timestamp_seconds", **labels_a) == 5000.0
@@ -45,7 +45,8 @@ def test_freshness_per_topic_from_the_last_record_of_each_topic() -> None:
     assert value(m, "detector_topic_newest_record_timestamp_seconds", **labels_a) == 3000.0
     assert value(m, "detector_topic_newest_record_timestamp_seconds", **labels_b) == 2000.0  # the error skipped
     # An older batch (a replay) does not move the newest timestamp back; no timestamp leaves it as it was.
-    m.observe_freshness([Msg("a", 10_000), Msg("b", 9_000_000, kind=0)], {"a": "endpoint", "b": "auto"}, now=6000.0)
+    older = [Msg("a", 10_000), Msg("b", 9_000_000, kind=0)]
+    m.observe_freshness(older, ["a", "b"], {"a": "endpoint", "b": "auto"}, now=6000.0)
     assert value(m, "detector_topic_newest_record_timestamp_seconds", **labels_a) == 3000.0
     assert value(m, "detector_topic_newest_record_timestamp_seconds", **labels_b) == 2000.0
     assert value(m, "detector_topic_last_consumed_timestamp_seconds", **labels_b) == 6000.0
@@ -61,7 +62,7 @@ def test_freshness_reads_one_timestamp_per_topic() -> None:
 
     m = Metrics(CollectorRegistry())
     batch = [Counting("a", i) for i in range(1000)] + [Counting("b", 5)]
-    m.observe_freshness(batch, {"a": "x", "b": "y"}, now=1.0)
+    m.observe_freshness(batch, [r.topic() for r in batch], {"a": "x", "b": "y"}, now=1.0)
     assert sorted(reads) == ["a", "b"]
 
 
