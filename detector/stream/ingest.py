@@ -118,10 +118,18 @@ REVOKE_FLUSH_S = 5.0  # on revocation, how long the outputs of the revoked parti
 # 32 MiB) and bounds what a lag spike costs in memory: the queue's high-water mark stays resident (glibc keeps
 # the freed buffers), and after a drain the ingest process held 87 MB with 16 MiB, 126 MB with 32. (8 MiB starved
 # even the bare loop of the benchmark: 288-362k records/s against 468-560k.)
+# The broker answers a fetch once it holds fetch.min.bytes for it, or after fetch.wait.max.ms. With librdkafka's
+# defaults (1 byte, 500 ms) a steady stream came back in fetch after tiny fetch, as fast as the two could go
+# round: at 50k records/s the broker's network threads took 0.7 of a core and the ingest's fetch thread 3 us of CPU
+# per record, on a machine whose two cores were then full, and produce-to-alert p99 was 73-172 ms. Asking for
+# 256 KiB (2 ms of that stream) within 10 ms made it 47-57 ms in four runs, 78 in a fifth: a fetch brings hundreds.
+# (1 MiB, or a 5 ms wait, measured worse: 63-84 ms.) At low rates each fetch waits out the 10 ms: latency, no work.
 CONSUMER_FETCH = {
     "queued.max.messages.kbytes": 16 * 1024,
     "fetch.max.bytes": 8 * 1024 * 1024,
     "fetch.queue.backoff.ms": 10,
+    "fetch.min.bytes": 256 * 1024,
+    "fetch.wait.max.ms": 10,
 }
 # librdkafka's default local queue is 100000 messages / 1 GiB; outputs of at most MAX_PENDING_BATCHES + 1
 # batches are in it, so it never needs more than a few batches' worth.
