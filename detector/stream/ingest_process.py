@@ -227,10 +227,15 @@ def _quiet_collector() -> None:
     again), and young collections run every GC_YOUNG_THRESHOLD allocations instead of 700, so a batch has
     usually been released before one runs.
     """
-    gc.collect()  # garbage from start-up first: frozen, it would never be freed
-    gc.freeze()
+    freeze_heap()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+def freeze_heap() -> None:
+    """Move what the process has built so far out of the collector's reach: full collections stop walking it."""
+    gc.collect()  # garbage from start-up first: frozen, it would never be freed
+    gc.freeze()
 
 
 def _publish_state(loop: Any, state: Any) -> None:
