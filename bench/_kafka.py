@@ -129,6 +129,16 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen) CPU-seconds of all the machine's cores so far, from /proc/stat.
+
+    Busy is user, nice, system, irq and softirq; stolen is time the hypervisor gave to other guests.
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / ticks, fields[7] / ticks
+
+
 DEFAULT_BOOTSTRAP = os.environ.get("BENCH_BOOTSTRAP", "127.0.0.1:9092")
 # Results go to bench/results/ of this tree, or BENCH_RESULTS (a run from an exported commit writes them back).
 RESULTS = Path(os.environ.get("BENCH_RESULTS", REPO / "bench" / "results"))

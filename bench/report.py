@@ -439,6 +439,20 @@ def sections(
                     f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
                 )
             yield ""
+        if all("machine_cores" in r for r in lat["rates"]):
+            yield (
+                "Who used the two cores in each window (CPU-seconds per second, from /proc): the worker's processes, "
+                "the paced producer (the bench's own process: lz4 and the librdkafka client), the alert reader, and "
+                "the rest: the broker and whatever else ran on the shared machine; stolen is time the hypervisor "
+                "gave to other guests.\n"
+            )
+            yield "| offered/s | busy | worker | producer | reader | the rest | stolen |"
+            yield "|---:|---:|---:|---:|---:|---:|---:|"
+            for r in lat["rates"]:
+                c = r["machine_cores"]
+                shares = " | ".join(f"{c[k]:.2f}" for k in ("busy", "worker", "producer", "reader", "rest", "stolen"))
+                yield f"| {fmt(r['target_rate'])} | {shares} |"
+            yield ""
         if all(r.get("hops_ms") for r in lat["rates"]):
             names = list(lat["rates"][0]["hops_ms"])
             yield (

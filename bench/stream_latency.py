@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import tempfile
 import time
 import uuid
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from confluent_kafka import Consumer
@@ -37,6 +38,7 @@ from bench._kafka import (
     cpu_seconds,
     create_topics,
     delete_prefixed,
+    machine_cpu_seconds,
     metric_sum,
     paced_produce,
     paced_producer,
@@ -51,6 +53,14 @@ from detector.sources import SOURCES
 from detector.times import iso_to_epoch
 
 GRACE_S = 30.0
+
+
+def cores_line(cores: dict[str, float], ncpu: int) -> str:
+    """Who used the machine's cores in a window (cores = CPU-seconds per second)."""
+    return (
+        f"cores busy {cores['busy']:.2f} of {ncpu}: worker {cores['worker']:.2f}, producer {cores['producer']:.2f}, "
+        f"reader {cores['reader']:.2f}, the rest (broker, other jobs) {cores['rest']:.2f}; stolen {cores['stolen']:.2f}"
+    )
 
 
 def read_alerts(bootstrap: str, topic: str, out: str, ready: EventType, done: EventType, matches: str = "") -> None:
@@ -193,10 +203,30 @@ def main() -> None:
                     every = max(1, round(rate / max(rate * 0.001, args.min_positives_per_s)))
                     consumed0 = metric_sum(port, "detector_records_consumed_total")
                     cpu0 = cpu_seconds(proc.pid)
+                    # Who used the two cores in the window: the worker, this process (the paced producer), the
+                    # reader, and the rest (the broker, other jobs on the machine).
+                    mine0, reader0, (busy0, stolen0) = (
+                        time.process_time(),
+                        cpu_seconds(cast(int, reader.pid)),
+                        machine_cpu_seconds(),
+                    )
                     print(f"{rate:,.0f} records/s for {args.seconds:.0f} s (a positive every {every}) ...", flush=True)
                     res = paced_produce(producer, prefix, pool, rate, args.seconds, every, seq0)
                     producer.flush()
                     cpu_window = cpu_seconds(proc.pid) - cpu0
+                    busy, stolen = (
+                        now - then for now, then in zip(machine_cpu_seconds(), (busy0, stolen0), strict=True)
+                    )
+                    load_cpu = time.process_time() - mine0
+                    reader_cpu = cpu_seconds(cast(int, reader.pid)) - reader0
+                    cores = {
+                        "busy": busy,
+                        "worker": cpu_window,
+                        "producer": load_cpu,
+                        "reader": reader_cpu,
+                        "rest": busy - cpu_window - load_cpu - reader_cpu,
+                        "stolen": stolen,
+                    }
                     wanted = set(range(seq0, seq0 + res.positives))
                     deadline = time.monotonic() + GRACE_S
                     while time.monotonic() < deadline:
@@ -226,6 +256,7 @@ def main() -> None:
                             "duplicates": sum(len(v) - 1 for v in mine.values()),
                             "worker_cpu_s_in_window": round(cpu_window, 2),
                             "worker_cpu_share": round(cpu_window / res.seconds, 2),
+                            "machine_cores": {k: round(v / res.seconds, 2) for k, v in cores.items()},
                             "drain_after_window_s": round(drained, 1),
                             "latency_ms": {k: round(v, 2) for k, v in q.items()},
                             "produce_to_evaluation_ms": {k: round(v, 2) for k, v in quantiles(to_eval).items()},
@@ -262,6 +293,7 @@ def main() -> None:
         )
         for hop, q in r["hops_ms"].items():
             print(f"{'':>13}{hop:<44} p50 {q['p50']:>6.1f}  p99 {q['p99']:>6.1f} ms")
+        print(f"{'':>13}{cores_line(r['machine_cores'], os.cpu_count() or 1)}")
     if not args.no_json:
         path = write_result(
             "stream_latency",
