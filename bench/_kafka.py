@@ -116,17 +116,32 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User+system CPU of one process (all its threads, none of its children), from /proc; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User+system CPU of a process, its threads and its live descendants, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    return sum(own_cpu_seconds(p) for p in process_tree(pid))
+
+
+def worker_processes(pid: int) -> dict[str, int]:
+    """The worker's processes by role: its Faust app (`pid`) and its ingest process (spawned by multiprocessing;
+    the other child, multiprocessing's resource tracker, uses next to no CPU and is left out)."""
+    roles = {"faust_app": pid}
     for p in process_tree(pid):
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        if b"spawn_main" in cmd:
+            roles["ingest"] = p
+    return roles
 
 
 def machine_cpu_seconds() -> tuple[float, float]:

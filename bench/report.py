@@ -371,6 +371,16 @@ def sections(
             )
         cons = tput["consumers"]
         yield ""
+        if all("cores" in cons.get(k, {}) for k in ("bare", "worker")):
+            w, b = cons["worker"]["cores"], cons["bare"]["cores"]
+            app, ingest = w["faust_app"], w.get("ingest", 0.0)
+            yield (
+                "Who used the two cores while each drained (CPU-seconds per second, from /proc): the bare loop "
+                f"{b['consumer']:.2f} with the machine {b['machine_busy']:.2f} busy; the worker's ingest process "
+                f"{ingest:.2f} and its Faust app {app:.2f} (publishing {fmt(cons['worker']['alerts_matched'])} "
+                f"alerts), with the machine {w['machine_busy']:.2f} busy (the rest, "
+                f"{w['machine_busy'] - app - ingest:.2f}, is in effect the broker).\n"
+            )
         if len(tput.get("rounds", [])) > 1:
             per = "; ".join(
                 f"{fmt(r['bare']['records_per_s'])} / {fmt(r['worker']['records_per_s'])}" for r in tput["rounds"]

@@ -45,11 +45,14 @@ from bench._kafka import (
     create_topics,
     delete_prefixed,
     delete_topics,
+    machine_cpu_seconds,
     metric_sum,
+    own_cpu_seconds,
     require_broker,
     start_worker,
     stop,
     worker_env,
+    worker_processes,
     write_result,
 )
 from detector.sources import SOURCES
@@ -124,7 +127,8 @@ def preload(bootstrap: str, prefix: str, n: int, seed: int) -> dict[str, Any]:
     return {**info, "reused": False}
 
 
-def bare_pass(bootstrap: str, topics: list[str], n: int) -> tuple[float, float]:
+def bare_pass(bootstrap: str, topics: list[str], n: int) -> tuple[float, float, float]:
+    """(seconds, the loop's CPU-seconds, the machine's busy CPU-seconds) of one pass, first record to last."""
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -142,27 +146,35 @@ def bare_pass(bootstrap: str, topics: list[str], n: int) -> tuple[float, float]:
     c.subscribe(topics)
     seen = 0
     start: float | None = None
-    cpu0 = 0.0
+    cpu0 = busy0 = 0.0
     while seen < n:
         batch = c.consume(num_messages=2000, timeout=1.0)
         if batch and start is None:
             start = time.perf_counter()
             r = resource.getrusage(resource.RUSAGE_SELF)
             cpu0 = r.ru_utime + r.ru_stime
+            busy0 = machine_cpu_seconds()[0]
         seen += sum(1 for m in batch if m.error() is None)
     elapsed = time.perf_counter() - (start or time.perf_counter())
     r = resource.getrusage(resource.RUSAGE_SELF)
+    busy = machine_cpu_seconds()[0] - busy0
     c.close()
-    return elapsed, r.ru_utime + r.ru_stime - cpu0
+    return elapsed, r.ru_utime + r.ru_stime - cpu0, busy
 
 
 def bare(bootstrap: str, topics: list[str], n: int, min_seconds: float) -> dict[str, Any]:
-    seconds = cpu = 0.0
+    seconds = cpu = busy = 0.0
     passes = 0
     while seconds < min_seconds:
-        s, c = bare_pass(bootstrap, topics, n)
-        seconds, cpu, passes = seconds + s, cpu + c, passes + 1
-    return {"records": n * passes, "seconds": seconds, "cpu_seconds": cpu, "passes": passes}
+        s, c, b = bare_pass(bootstrap, topics, n)
+        seconds, cpu, busy, passes = seconds + s, cpu + c, busy + b, passes + 1
+    return {
+        "records": n * passes,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "passes": passes,
+        "cores": {"consumer": cpu / seconds, "machine_busy": busy / seconds},
+    }
 
 
 def worker_drain(bootstrap: str, prefix: str, n: int, log: Path) -> dict[str, Any]:
@@ -175,20 +187,30 @@ def worker_drain(bootstrap: str, prefix: str, n: int, log: Path) -> dict[str, An
         # Timed from the first record consumed to the last, so start-up is not counted. The counter is scraped
         # every 0.25 s (a scrape costs the worker CPU); the first and last scrape bound the timing error.
         t0: float | None = None
-        cpu0 = 0.0
+        cpu0 = busy0 = 0.0
+        roles: dict[str, int] = {}
+        by_role0: dict[str, float] = {}
         while True:
             done = metric_sum(port, "detector_records_consumed_total")
             now = time.perf_counter()
             if done > 0 and t0 is None:
-                t0, cpu0, first = now, cpu_seconds(proc.pid), done
+                roles = worker_processes(proc.pid)
+                by_role0 = {k: own_cpu_seconds(p) for k, p in roles.items()}
+                t0, cpu0, busy0, first = now, cpu_seconds(proc.pid), machine_cpu_seconds()[0], done
             if done >= n:
                 assert t0 is not None
+                seconds = now - t0
+                # Who used the cores over the span: the worker's two processes, and the machine as a whole (the
+                # rest is in effect the broker). On two shared cores, what the Faust app takes the ingest loses.
+                cores = {k: (own_cpu_seconds(p) - by_role0[k]) / seconds for k, p in roles.items()}
+                cores["machine_busy"] = (machine_cpu_seconds()[0] - busy0) / seconds
                 # the records counted at the first scrape were consumed before t0: not in the timed span
                 return {
                     "records": int(done - first),
-                    "seconds": now - t0,
+                    "seconds": seconds,
                     "cpu_seconds": cpu_seconds(proc.pid) - cpu0,
                     "alerts_matched": int(metric_sum(port, "detector_alerts_emitted_total")),
+                    "cores": cores,
                 }
             if proc.poll() is not None:
                 sys.exit(f"worker exited: see {log}")
@@ -305,6 +327,12 @@ def main() -> None:
             f"{names[key]:28}{r['records_per_s']:>11,.0f}{r['ratio_to_bare']:>8.2f}{r['seconds']:>7.1f}"
             f"{r['cpu_seconds']:>8.1f}{r['cpu_us_per_record']:>11.1f}{r['ratio_to_bare_per_cpu_s']:>17.2f}"
         )
+    w, b = rows["worker"]["cores"], rows["bare"]["cores"]
+    print(
+        f"cores busy: bare round {b['machine_busy']:.2f} (the loop {b['consumer']:.2f}); worker round "
+        f"{w['machine_busy']:.2f} (Faust app {w['faust_app']:.2f}, ingest {w.get('ingest', 0.0):.2f}, "
+        f"the rest {w['machine_busy'] - w['faust_app'] - w.get('ingest', 0.0):.2f})"
+    )
     ratio = rows["worker"]["ratio_to_bare"]
     print(f"worker / bare = {ratio:.2f} (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
     if "faust" in rows:
