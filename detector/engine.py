@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -69,6 +70,10 @@ class Outcome:
     # Candidate executions (detector/prevalence.py): events the rules' name clauses select whatever the path,
     # each with the alerts raised on it; they feed fleet prevalence and first-seen.
     candidates: list[Candidate] = field(default_factory=list)
+
+
+_FIRST_BYTE, _LAST_BYTE = itemgetter(0), itemgetter(-1)
+_OPENS, _CLOSES = {ord("{")}, {ord("}")}
 
 
 def _framed_as_object(raw: bytes) -> bool:
@@ -129,12 +134,16 @@ class Engine:
             # third of the scan); the newlines are added only on the bisection's few steps per hit.
             ends = list(accumulate(lengths))
             parse.update(bisect_right(range(len(raws)), h, key=lambda i: ends[i] + i) for h in hits)
-        # The framing and size checks run in C over the whole batch (map over bytes methods); only a batch that
-        # holds a record failing them pays for the per-record loop that finds which.
-        if not raws or (
+        # The framing and size checks run in C over the whole batch; only a batch that holds a record failing
+        # them pays for the per-record loop that finds which. The sets of first and last bytes cost half what
+        # bytes.startswith/endswith per record did; a record ending "}\n" takes the endswith check.
+        if not raws:
+            return parse
+        if (
             max(lengths) <= self.max_record_bytes
-            and all(map(bytes.startswith, raws, repeat(b"{")))
-            and all(map(bytes.endswith, raws, repeat((b"}", b"}\n"))))
+            and min(lengths) > 0  # the byte sets below need a byte
+            and set(map(_FIRST_BYTE, raws)) == _OPENS
+            and (set(map(_LAST_BYTE, raws)) == _CLOSES or all(map(bytes.endswith, raws, repeat((b"}", b"}\n")))))
         ):
             return parse
         limit = self.max_record_bytes

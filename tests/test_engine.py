@@ -287,5 +287,22 @@ def test_to_parse_picks_exactly_the_records_process_would_not_skip(records: list
     assert parse == {i for i, raw in enumerate(records) if not engine.process(raw).prefiltered}
 
 
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ([b'{"a":1}', b'{"b":2}\n'], set()),  # a trailing newline: the endswith check, not the per-record loop
+        ([b'{"a":1}', b""], {1}),  # an empty record: no first byte to look at
+        ([b'{"a":1}', b'x{"a":1}'], {1}),
+        ([b'{"a":1}', b'{"a":1}x'], {1}),
+        ([b'{"a":1}', b' {"a":1} '], set()),  # whitespace around the object: framed, as process() sees it
+        ([b"{", b"}"], {0, 1}),
+    ],
+)
+def test_to_parse_framing_of_a_batch(records: list[bytes], expected: set[int]) -> None:
+    engine = Engine(RULES)
+    assert engine.to_parse(records) == expected
+    assert expected == {i for i, raw in enumerate(records) if not engine.process(raw).prefiltered}
+
+
 def test_to_parse_is_none_without_the_prefilter() -> None:
     assert Engine(RULES, use_prefilter=False).to_parse([b"{}"]) is None
