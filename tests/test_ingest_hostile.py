@@ -237,8 +237,10 @@ def make_loop(
     validate_sample_rate: float = 0.01,
     validate_sample_interval: float = 0.0,
     prefilter: bool = True,
+    batch_size: int = 2000,
 ) -> IngestLoop:
     cfg = WorkerConfig(
+        batch_size=batch_size,
         topics=topics or {CS_TOPIC: "crowdstrike_fdr", SYSMON_TOPIC: "windows_sysmon"},
         deadletter_topic=DL_TOPIC,
         matches_topic=MATCHES_TOPIC,

@@ -2,26 +2,35 @@
 
 What must hold (at-least-once): a batch's offsets are committed only once everything it produced is
 acknowledged, and only after every earlier batch's offsets; no more than MAX_PENDING_BATCHES wait at once;
-on revocation, what is acknowledged is committed and what is not is left to the new owner.
+on revocation, what is acknowledged is committed and what is not is left to the new owner. Matches held while
+catching up count as their batch's outputs, go out in order, and go out before the loop waits or stops.
 The kill tests (tests/integration/test_faults.py) prove the same on the real broker.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import orjson
+import pytest
 from confluent_kafka import TopicPartition
 
-from detector.stream.ingest import MAX_PENDING_BATCHES, IngestLoop
+from detector.stream import ingest
+from detector.stream.ingest import MATCH_HOLD_BATCHES, MAX_PENDING_BATCHES, IngestLoop
 from tests.test_ingest_hostile import (
     CS_TOPIC,
     DL_TOPIC,
+    MATCHES_TOPIC,
     FakeConsumer,
     FakeMessage,
     FakeProducer,
+    Sent,
     benign,
     make_loop,
     messages,
+    positive,
+    run_batches,
 )
 
 
@@ -112,8 +121,8 @@ class Revoking(FakeConsumer):
         )
 
 
-def revocable_loop(producer: FakeProducer) -> IngestLoop:
-    loop = make_loop()
+def revocable_loop(producer: FakeProducer, batch_size: int = 2000) -> IngestLoop:
+    loop = make_loop(batch_size=batch_size)
     loop._producer = producer  # type: ignore[assignment]
     loop._assignment |= {(CS_TOPIC, 0), (CS_TOPIC, 1)}
     return loop
@@ -140,3 +149,100 @@ def test_on_revocation_what_is_still_unacknowledged_is_left_to_the_new_owner() -
     assert consumer.sync_commits == [] and consumer.commits == []
     # The batch still waits for its dead letters, but only for the partition this worker keeps.
     assert [b.offsets for b in loop._pending] == [{(CS_TOPIC, 1): 21}]
+
+
+# -- catching up: matches held over a few batches -------------------------------------------------------------
+
+
+class FreshMessage(FakeMessage):
+    def timestamp(self) -> tuple[int, int]:
+        return 1, int(time.time() * 1000)  # written just now: the consumer is not behind
+
+
+def positives(start: int, n: int, fresh: bool = False) -> list[FakeMessage]:
+    cls = FreshMessage if fresh else FakeMessage  # FakeMessage's records are from 2023: far behind
+    return [cls(CS_TOPIC, 0, start + i, positive("crowdstrike_fdr")) for i in range(n)]
+
+
+def origins(sent: list[Sent]) -> list[tuple[bytes | None, int]]:
+    """Each match message's key and the offset of the record its alert came from, in the order produced."""
+    return [(s.key, orjson.loads(s.v)["alert"]["detector.origin"]["offset"]) for s in sent]
+
+
+@pytest.fixture
+def no_hold_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "MATCH_HOLD_S", 3600.0)  # only the batch count releases (a slow machine is no matter)
+
+
+@pytest.mark.usefixtures("no_hold_timeout")
+def test_catching_up_matches_wait_for_the_next_batches_and_go_out_together_in_order() -> None:
+    batches = [positives(2 * i, 2) for i in range(MATCH_HOLD_BATCHES)]
+    reference = FakeProducer()
+    run_batches(make_loop(batch_size=3), reference, batches)  # not full: not behind, nothing held
+    expected = origins(reference.on(MATCHES_TOPIC))
+    assert len(expected) >= 2 * MATCH_HOLD_BATCHES
+
+    loop, consumer, producer = make_loop(batch_size=2), FakeConsumer(), FakeProducer()  # acknowledges at once
+    for batch in batches[:-1]:  # full batches of old records: behind
+        step(loop, consumer, producer, batch)
+        assert producer.on(MATCHES_TOPIC) == [] and not producer.pending
+        assert consumer.commits == []  # their matches are outputs not yet acknowledged
+    step(loop, consumer, producer, batches[-1])
+    assert origins(producer.on(MATCHES_TOPIC)) == expected
+    assert consumer.commits[-1] == {(CS_TOPIC, 0): 2 * MATCH_HOLD_BATCHES}
+
+
+@pytest.mark.usefixtures("no_hold_timeout")
+def test_a_batch_that_is_not_behind_sends_the_held_matches_first() -> None:
+    loop, consumer, producer = make_loop(batch_size=2), FakeConsumer(), FakeProducer()
+    step(loop, consumer, producer, positives(0, 2))  # behind: held
+    assert producer.on(MATCHES_TOPIC) == []
+    step(loop, consumer, producer, positives(2, 2, fresh=True))  # full but fresh: not behind
+    assert [offset for _key, offset in origins(producer.on(MATCHES_TOPIC))] == [0, 1, 2, 3]
+    assert consumer.commits[-1] == {(CS_TOPIC, 0): 4}
+
+
+def test_held_matches_go_out_after_match_hold_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "MATCH_HOLD_S", 0.0)
+    loop, consumer, producer = make_loop(batch_size=2), FakeConsumer(), FakeProducer()
+    step(loop, consumer, producer, positives(0, 2))
+    assert [offset for _key, offset in origins(producer.on(MATCHES_TOPIC))] == [0, 1]
+    assert consumer.commits == [{(CS_TOPIC, 0): 2}]
+
+
+class BoundedSlowAcks(SlowAcks):
+    def poll(self, timeout: float = 0) -> int:
+        assert self.polls < 10_000, "the loop waits for acknowledgements of messages it never produced"
+        return super().poll(timeout)
+
+
+@pytest.mark.usefixtures("no_hold_timeout")
+def test_held_matches_go_out_before_the_loop_waits_for_the_oldest_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With acknowledgements slower than the loop, the window of batches in flight fills: the oldest batch's
+    # held matches must be produced before the loop waits for them, or it would wait for ever. (A hold that
+    # outlasts the window, so that only the wait releases them.)
+    monkeypatch.setattr(ingest, "MATCH_HOLD_BATCHES", 10**6)
+    loop, consumer, producer = make_loop(batch_size=2), FakeConsumer(), BoundedSlowAcks(every=3)
+    for i in range(3 * MAX_PENDING_BATCHES):
+        step(loop, consumer, producer, positives(2 * i, 2))
+        assert len(loop._pending) <= MAX_PENDING_BATCHES
+    producer.flush()
+    loop._release_matches(producer)  # type: ignore[arg-type]
+    producer.flush()
+    loop._settle(consumer, producer)  # type: ignore[arg-type]
+    offsets = [offset for _key, offset in origins(producer.on(MATCHES_TOPIC))]
+    assert sorted(set(offsets)) == list(range(6 * MAX_PENDING_BATCHES)) and offsets == sorted(offsets)
+    committed = [c[(CS_TOPIC, 0)] for c in consumer.commits]
+    assert committed == sorted(committed) and committed[-1] == 6 * MAX_PENDING_BATCHES
+
+
+@pytest.mark.usefixtures("no_hold_timeout")
+def test_on_revocation_held_matches_go_out_and_are_committed() -> None:
+    producer, consumer = FakeProducer(), Revoking()
+    producer.hold_acks = True
+    loop = revocable_loop(producer, batch_size=2)
+    step(loop, consumer, producer, positives(9, 2))
+    assert loop._deferred and producer.on(MATCHES_TOPIC) == []
+    loop._on_revoke(consumer, [TopicPartition(CS_TOPIC, 0)])  # type: ignore[arg-type]
+    assert producer.on(MATCHES_TOPIC) and not loop._deferred
+    assert consumer.sync_commits == [{(CS_TOPIC, 0): 11}]
