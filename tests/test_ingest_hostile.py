@@ -125,7 +125,9 @@ class Report:
         return self.sent.key
 
     def headers(self) -> list[tuple[str, bytes]] | None:
-        return list(self.sent.headers.items()) or None
+        # None, as in confluent-kafka's delivery reports on the real broker: a dead letter produced again from
+        # its report lost its reason and origin (the backpressure test caught it), so the loop must not use it.
+        return None
 
 
 class FakeProducer:

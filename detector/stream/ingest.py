@@ -337,7 +337,9 @@ class IngestLoop(threading.Thread):
         self._oversized: list[tuple[DeadLetter, _Batch]] = []
         # Backpressure: messages the broker refused (to produce again), when the consumer was paused (None:
         # not paused), and what the consumer returned while paused (processed as the next batch).
-        self._refused: list[tuple[Message, Callable[[KafkaError | None, Message], None], KafkaError]] = []
+        # (Each refused message with how to produce it again: a dead letter from its DeadLetter, as a delivery
+        # report's message carries no headers, and a dead letter resent from it lost its reason and origin.)
+        self._refused: list[tuple[Callable[[Producer], None], KafkaError]] = []
         self._consumer: Consumer | None = None
         self._paused_since: float | None = None
         self._held: list[Message] = []
@@ -821,21 +823,26 @@ class IngestLoop(threading.Thread):
         elif err.code() in _SIZE_ERRORS:
             self._oversized.append((letter, batch))
         else:
-            self._on_refused(err, msg, partial(self._on_deadletter_delivery, letter, batch))
+            self._on_refused(err, msg, partial(self._produce_deadletter, letter=letter, batch=batch, again=True))
 
     def _on_delivery(self, batch: _Batch, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             batch.outstanding -= 1
         else:
-            self._on_refused(err, msg, partial(self._on_delivery, batch))
+            again = partial(
+                self._produce,
+                topic=cast(str, msg.topic()),
+                value=msg.value() or b"",
+                key=msg.key(),
+                on_delivery=partial(self._on_delivery, batch),
+            )
+            self._on_refused(err, msg, again)
 
-    def _on_refused(
-        self, err: KafkaError, msg: Message, on_delivery: Callable[[KafkaError | None, Message], None]
-    ) -> None:
+    def _on_refused(self, err: KafkaError, msg: Message, again: Callable[[Producer], None]) -> None:
         if err.fatal():  # the producer instance is unusable (e.g. idempotence broken): exit, re-read after restart
             self._delivery_errors.append(f"{msg.topic()}: {err}")
         else:  # timed out, topic gone, not authorised, ...: produced again after a backoff (_await_deliveries)
-            self._refused.append((msg, on_delivery, err))
+            self._refused.append((again, err))
 
     # -- backpressure ----------------------------------------------------------------------------------
     def _blocked(self, since: float, why: str) -> None:
@@ -902,18 +909,11 @@ class IngestLoop(threading.Thread):
             if not self._refused:
                 break
             refused, self._refused = self._refused, []
-            self._blocked(0.0, f"the broker refused {len(refused)} message(s) ({refused[0][2]})")
+            self._blocked(0.0, f"the broker refused {len(refused)} message(s) ({refused[0][1]})")
             self._wait(backoff)
             backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
-            for msg, on_delivery, _err in refused:
-                self._produce(
-                    producer,
-                    cast(str, msg.topic()),
-                    msg.value() or b"",
-                    msg.key(),
-                    cast(Headers | None, msg.headers()),
-                    on_delivery,
-                )
+            for again, _err in refused:
+                again(producer)
         self._resume()
 
     def _resend_oversized(self, producer: Producer, since: float) -> None:
