@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check detector tools tests bench
 	$(BIN)/ruff format --check detector tools tests bench
 	$(BIN)/mypy
-	$(BIN)/mypy bench/_kafka.py bench/stream_throughput.py bench/stream_latency.py bench/stream_memory.py bench/plain_faust.py bench/report.py
+	$(BIN)/mypy bench/_kafka.py bench/stream_throughput.py bench/stream_latency.py bench/stream_memory.py bench/plain_faust.py bench/alert_storm.py bench/report.py
 
 ## Scan the bundled sample corpus that mixes all eight sources.
 scan-sample: $(STAMP)
@@ -63,10 +63,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.scan_throughput
 
-## The stream ones read BENCH_BOOTSTRAP (default 127.0.0.1:9092) and write bench/results/stream_*.json.
+## The stream ones read BENCH_BOOTSTRAP (default 127.0.0.1:9092) and write bench/results/stream_*.json and
+## alert_storm.json.
 bench-stream: $(STAMP)
 	$(BIN)/python -m bench.stream_throughput
 	$(BIN)/python -m bench.stream_latency
+	$(BIN)/python -m bench.alert_storm
 
 ## Worker RSS over a 10-minute steady run at 50,000 records/s (MINUTES=1 for a short trial, RATE=20000 for
 ## a machine that cannot sustain 50,000/s).

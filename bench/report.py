@@ -2,11 +2,12 @@
 
     .venv/bin/python -m bench.report [--results bench/results] [--out BENCHMARKS.md]
 
-Reads what the benches last wrote (stream_throughput.json, stream_latency.json, stream_memory.json, and
-scan.json when bench/scan_throughput.py has written it), draws PNGs next to them with matplotlib, and writes
-the report: figures, the machine and commit each was measured on, the exact commands, the targets marked
-met / not met, and a comparison with Elastic's scheduled rule, the eql package, a plain Faust agent and
-Confluent's published Sigma-on-Kafka-Streams figures. A missing result is reported as missing, not invented.
+Reads what the benches last wrote (stream_throughput.json, stream_latency.json, stream_memory.json,
+alert_storm.json, and scan.json when bench/scan_throughput.py has written it), draws PNGs next to them with
+matplotlib, and writes the report: figures, the machine and commit each was measured on, the exact commands,
+the targets marked met / not met, and a comparison with Elastic's scheduled rule, the eql package, a plain
+Faust agent and Confluent's published Sigma-on-Kafka-Streams figures. A missing result is reported as
+missing, not invented.
 """
 
 from __future__ import annotations
@@ -267,6 +268,7 @@ def sections(
     mem: dict[str, Any] | None,
     scan: dict[str, Any] | None,
     extra_mem: list[dict[str, Any]],
+    storm: dict[str, Any] | None = None,
 ) -> Iterator[str]:
     yield "# Benchmarks\n"
     yield (
@@ -276,19 +278,25 @@ def sections(
     )
     yield "## Measured on\n"
     yield "| bench | when, commit, machine |\n|---|---|"
-    for name, doc in (("stream throughput", tput), ("stream latency", lat), ("stream memory", mem), ("scan", scan)):
+    for name, doc in (
+        ("stream throughput", tput),
+        ("stream latency", lat),
+        ("stream memory", mem),
+        ("alert storm", storm),
+        ("scan", scan),
+    ):
         yield f"| {name} | {machine_line(doc) if doc else 'no result yet'} |"
     yield ""
     yield "## How to reproduce\n"
     yield "```sh"
     yield "make kafka-up                 # or your own broker: export BENCH_BOOTSTRAP=127.0.0.1:19592"
     yield "make bench                    # scan: bench/results/scan.json"
-    yield "make bench-stream             # stream_throughput + stream_latency: bench/results/stream_*.json"
+    yield "make bench-stream             # stream_throughput, stream_latency, alert_storm: bench/results/*.json"
     yield "make bench-memory             # 10 minutes at 50,000 records/s (MINUTES=1 for a trial, RATE=20000)"
     yield "make bench-report             # this file and the plots"
     yield "```\n"
     yield "Exact commands of the figures below:\n"
-    for doc in (tput, lat, mem, *extra_mem, scan):
+    for doc in (tput, lat, mem, *extra_mem, storm, scan):
         if doc and doc.get("command"):
             yield f"- `{doc['command']}`"
     yield ""
@@ -550,6 +558,21 @@ def sections(
     else:
         yield "No result yet (`make bench-memory`).\n"
 
+    yield "## Alert storm: alerts/s one worker publishes\n"
+    if storm:
+        b = storm["best"]
+        per = "; ".join(f"{fmt(r['alerts_per_s'])}/s at {r['cpu_ms_per_alert']:.2f} ms" for r in storm["rounds"])
+        yield (
+            f"The matches topic pre-loaded with {fmt(b['matches_messages'])} messages as the ingest loop writes them "
+            f"(one alert each, {fmt(b['mean_message_bytes'])} B mean), then one worker, cap off, timed from its "
+            "first alert to the last: the Faust agent's pace, which sets a worker's in a storm (a tool pushed to the "
+            f"whole fleet at once). Best of {len(storm['rounds'])} rounds: **{fmt(b['alerts_per_s'])} alerts/s**, "
+            f"{b['cpu_ms_per_alert']:.2f} ms of the Faust app's CPU per alert ({b['faust_app_cores']:.2f} cores; "
+            f"rounds: {per}).\n"
+        )
+    else:
+        yield "No result yet (`python -m bench.alert_storm`).\n"
+
     # scan
     yield "## Scan (files): detector scan vs orjson vs the eql package\n"
     if scan and rates:
@@ -643,14 +666,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     args = ap.parse_args()
     results: Path = args.results
-    tput, lat, mem, scan = (load(results, n) for n in ("stream_throughput", "stream_latency", "stream_memory", "scan"))
+    tput, lat, mem, scan, storm = (
+        load(results, n) for n in ("stream_throughput", "stream_latency", "stream_memory", "scan", "alert_storm")
+    )
     out: Path = args.out
     try:
         rel = results.resolve().relative_to(out.resolve().parent).as_posix()
     except ValueError:
         rel = results.resolve().as_posix()
     extra_mem = [orjson.loads(p.read_bytes()) for p in sorted(results.glob("stream_memory_*.json"))]
-    text = "\n".join(sections(results, rel, tput, lat, mem, scan, extra_mem)).rstrip() + "\n"
+    text = "\n".join(sections(results, rel, tput, lat, mem, scan, extra_mem, storm)).rstrip() + "\n"
     out.write_text(text)
     print(f"wrote {out} and plots under {results}")
 

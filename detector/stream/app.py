@@ -32,6 +32,7 @@ from detector.stream import prevalence as fleet
 from detector.stream import publish, suppress
 from detector.stream.config import WorkerConfig
 from detector.stream.ingest_process import IngestProcess, freeze_heap
+from detector.stream.staging import Staged
 from detector.times import iso_to_epoch
 
 log = logging.getLogger("detector.worker")
@@ -42,6 +43,7 @@ PREVALENCE_TABLE = "executables"
 SEND_RETRY_S = 0.5  # first wait before sending a refused alert again, doubling up to SEND_RETRY_MAX_S
 SEND_RETRY_MAX_S = 5.0
 FETCH_MAX_WAIT_MS = 50
+AGENT_BATCH_MAX = 500  # matches messages handled before their alerts' acknowledgements are awaited, at most
 
 
 class _PromptConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
@@ -188,17 +190,20 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             metrics.backpressure.labels("publish").inc(waited)
             log.warning("backpressure over after %.1f s: alerts are acknowledged again", waited)
 
-    def observe_execution(obs: fleet.Observation, partition: int) -> tuple[Any, dict[str, Any] | None, list[str]]:
+    def observe_execution(
+        obs: fleet.Observation, partition: int, staged: Staged
+    ) -> tuple[Any, dict[str, Any] | None, list[str]]:
         """The executable's new row for the rule, the observation's alert enriched from it (if it carries one),
         and the rows to evict. Nothing is written: the agent stores the row once the alert is acknowledged."""
         now = time.time()
         key = obs.row_key
         row, alert = fleet.handle_observation(
-            executables.get(key), obs, now, horizon=horizon, max_hosts=cfg.prevalence_max_hosts
+            staged.get(executables, key), obs, now, horizon=horizon, max_hosts=cfg.prevalence_max_hosts
         )
         lru = recency.get(partition)
         gone: list[str] = []
         if lru is None:  # first row of this partition since it was assigned: rebuild from the restored table
+            assert not staged  # (the agent applies its staged writes first: the table is read whole)
             n = app.consumer.topic_partitions(cfg.matches_topic) or cfg.topic_partitions
             lru = recency[partition] = Recency(cfg.prevalence_max_executables, horizon)
             # (oldest fleet-last-seen first; then processing time: restored rows count as seen now)
@@ -209,14 +214,15 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
         return row, alert, gone
 
     def grouped(
-        window: Any, message: publish.Message, spec: suppress.Spec
+        window: Any, message: publish.Message, spec: suppress.Spec, staged: Staged
     ) -> tuple[Any, list[publish.Output], list[tuple[str, Any]]]:
         """A message of a rule with alert suppression: (cap window, outputs, group-table writes to make)."""
         now = time.time()
         wm_key = suppress.watermark_key(message.rule_id)
-        watermark = groups.get(wm_key)
+        watermark = staged.get(groups, wm_key)
         writes: list[tuple[str, Any]] = []
         if message.kind == publish.TICK:
+            assert not staged  # (the agent applies its staged writes first: the table is read whole)
             window, outputs = publish.handle_match(window, message, now, caps)
             prefix = message.rule_id + ":"
             for key, group in list(groups.items()):
@@ -229,7 +235,7 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
             return window, outputs, writes
         assert message.alert is not None
         key = suppress.group_key(message.rule_id, suppress.terms(message.alert, spec.group_by))
-        group = groups.get(key)
+        group = staged.get(groups, key)
         r = suppress.handle_alert(window, group, watermark, message, now, caps[message.rule_id], spec)
         if r.group is not group:
             writes.append((key, r.group))
@@ -241,55 +247,111 @@ def create_app(cfg: WorkerConfig, rules: list[Rule], metrics: Metrics) -> faust.
     def forget_recency(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         recency.clear()  # rebuilt from the table for each partition this worker still (or again) owns
 
+    class Batch:
+        """Matches messages processed, their alerts sent but not yet acknowledged, and their staged writes."""
+
+        def __init__(self) -> None:
+            self.events: list[Any] = []
+            self.sends: list[tuple[Any, bytes, bytes]] = []  # (the send's future or None, key, value)
+            self.staged = Staged()
+            self.observed: list[tuple[publish.Message, list[publish.Output]]] = []
+
+        def clear(self) -> None:
+            self.events, self.sends, self.observed = [], [], []
+
+    async def send_soon(key: bytes, value: bytes) -> Any:
+        """Hand an alert to the producer; its acknowledgement is awaited in settle(). None: refused at once."""
+        try:
+            return await alerts.send(key=key, value=value)
+        except Exception:  # e.g. the producer's buffer is full: settle() sends it the patient way
+            return None
+
+    async def settle(batch: Batch, stream: Any) -> None:
+        """Wait for every alert of the batch, then write its tables, then ack its messages (in that order:
+        see detector/stream/staging.py). A refused alert is sent again until the broker takes it; the order of
+        alerts on the topic then differs from the matches', which consumers must not rely on anyway."""
+        for future, key, value in batch.sends:
+            try:
+                if future is None:
+                    raise RuntimeError("not sent")
+                await future
+            except Exception:  # aiokafka's KafkaError and timeouts alike: nothing is dropped
+                await send_alert(key, value)
+        batch.staged.apply()
+        for message, outputs in batch.observed:
+            _observe(metrics, message, outputs, caps)
+        for event in batch.events:
+            await stream.ack(event)
+        batch.clear()  # (the staged writes were cleared by apply)
+
+    async def handle(event: Any, batch: Batch, stream: Any) -> None:
+        """One matches message: its outputs sent (not awaited), its table writes staged."""
+        value = event.value
+        obs = fleet.decode(value)
+        row: Any = None
+        evict: list[str] = []
+        staged = batch.staged
+        if obs is not None:
+            partition = event.message.partition
+            if partition not in recency and staged:  # the recency rebuild reads the table whole
+                await settle(batch, stream)
+            # One hop: the rule's row, the enrichment and the cap are all on this (the rule's) partition.
+            row, alert, evict = observe_execution(obs, partition, staged)
+            if alert is None:
+                store_row(staged, obs.row_key, row, evict)
+                return
+            message: publish.Message | None = publish.Message(
+                publish.MATCH, obs.rule_id, alert, obs.consumed_at if obs.consumed_at is not None else time.time()
+            )
+        else:
+            message = publish.decode(value)
+        if message is None:
+            log.error("ignoring a malformed message on %s", cfg.matches_topic)
+            return
+        spec = specs.get(message.rule_id)
+        if spec is not None and message.kind == publish.TICK and staged:  # a tick reads the groups whole
+            await settle(batch, stream)
+            staged = batch.staged
+        window = staged.get(windows, message.rule_id)
+        writes: list[tuple[str, Any]] = []
+        if spec is None:
+            new_window, outputs = publish.handle_match(window, message, time.time(), caps)
+        else:
+            new_window, outputs, writes = grouped(window, message, spec, staged)
+        for out in outputs:
+            # at-least-once: the message is acked only after the broker has what it produced (settle)
+            key, out_value = out.key.encode(), orjson.dumps(out.record)
+            batch.sends.append((await send_soon(key, out_value), key, out_value))
+        if obs is not None:  # written after the sends are acknowledged, as the cap window and the groups
+            store_row(staged, obs.row_key, row, evict)
+        for group_key, group in writes:
+            staged.set(groups, group_key, group)
+        if new_window is not window:
+            staged.set(windows, message.rule_id, new_window)
+        batch.observed.append((message, outputs))
+
     @app.agent(matches, name="publish_alerts", concurrency=1)
     async def publish_alerts(stream: Any) -> None:
         # The app is up: what it has built stays for good. Unfrozen, each full collection walked it for 20-40 ms
         # (about every 25 s at 50k records/s), and the agent published nothing meanwhile.
         freeze_heap()
         state["agent_started"] = True
-        async for value in stream:
-            obs = fleet.decode(value)
-            row: Any = None
-            evict: list[str] = []
-            if obs is not None:
-                # One hop: the rule's row, the enrichment and the cap are all on this (the rule's) partition.
-                row, alert, evict = observe_execution(obs, stream.current_event.message.partition)
-                if alert is None:
-                    store_row(obs.row_key, row, evict)
-                    continue
-                message: publish.Message | None = publish.Message(
-                    publish.MATCH, obs.rule_id, alert, obs.consumed_at if obs.consumed_at is not None else time.time()
-                )
-            else:
-                message = publish.decode(value)
-            if message is None:
-                log.error("ignoring a malformed message on %s", cfg.matches_topic)
-                continue
-            window = windows.get(message.rule_id)
-            spec = specs.get(message.rule_id)
-            writes: list[tuple[str, Any]] = []
-            if spec is None:
-                new_window, outputs = publish.handle_match(window, message, time.time(), caps)
-            else:
-                new_window, outputs, writes = grouped(window, message, spec)
-            for out in outputs:
-                # at-least-once: the message's offset is acked only after the broker has what it produced
-                await send_alert(out.key.encode(), orjson.dumps(out.record))
-            if obs is not None:  # after the sends: a crash before them re-reads the observation, row unchanged
-                store_row(obs.row_key, row, evict)
-            for key, value in writes:  # after the sends, as the cap window
-                if value is None:
-                    groups.pop(key, None)
-                else:
-                    groups[key] = value
-            if new_window is not window:
-                windows[message.rule_id] = new_window
-            _observe(metrics, message, outputs, caps)
+        # Manual acks: a message is acked once its alerts are acknowledged and its writes made (settle). The
+        # messages that arrived together (what the stream's buffer holds) are handled before waiting once for
+        # all their alerts: the alerts go in one request, where waiting for each cost a round trip and the
+        # producer's and the consumer's bookkeeping per alert. Nothing waits for more to arrive.
+        manual = stream.noack()
+        batch = Batch()
+        async for event in manual.events():
+            await handle(event, batch, manual)
+            batch.events.append(event)  # after handle: a settle() inside it must not ack this one yet
+            if len(batch.events) >= AGENT_BATCH_MAX or manual.channel.empty():
+                await settle(batch, manual)
 
-    def store_row(key: str, row: Any, evict: list[str]) -> None:
-        executables[key] = row
+    def store_row(staged: Staged, key: str, row: Any, evict: list[str]) -> None:
+        staged.set(executables, key, row)
         for gone in evict:  # the tombstone goes to this partition's changelog, the row's own
-            executables.pop(gone, None)
+            staged.set(executables, gone, None)
 
     capped = [rule_id for rule_id, c in caps.items() if c.limit > 0 or rule_id in specs]
     if capped:
