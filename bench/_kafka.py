@@ -17,13 +17,14 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 # NewTopic is documented in confluent_kafka.admin but not marked as re-exported there.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -312,10 +313,19 @@ class Paced:
     positives: int = 0
     seconds: float = 0.0
     full_queue_waits: int = 0
+    # positive's sequence number -> seconds from its hand-off to the producer to the broker's acknowledgement
+    # (librdkafka's own clock, so a late poll does not count): the generator's and the broker's share of
+    # a latency figure, before the worker could read the record.
+    acked: dict[int, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds else 0.0
+
+
+def _acked(acked: dict[int, float], seq: int, err: KafkaError | None, msg: Message) -> None:
+    if err is None:
+        acked[seq] = msg.latency() or 0.0
 
 
 def paced_produce(
@@ -348,16 +358,18 @@ def paced_produce(
         # at most 2 ms of records per burst, so a producer that has fallen behind still sees the window end
         due = min(int(now * rate) + 1, int(seconds * rate), i + max(1, int(rate / 500)))
         while i < due:
+            on_delivery = None
             if i % positive_every == positive_every - 1:
                 source, raw = positives[res.positives % np_]
                 token = b"#@%08d@%019d" % (seq0 + res.positives, time.time_ns())
                 value = raw.replace(PLACEHOLDER, token)
+                on_delivery = partial(_acked, res.acked, seq0 + res.positives)
                 res.positives += 1
             else:
                 source, value = benign[i % nb]
             while True:
                 try:
-                    produce(topics[source], value)
+                    produce(topics[source], value, on_delivery=on_delivery)
                     break
                 except BufferError:
                     res.full_queue_waits += 1

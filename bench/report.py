@@ -457,6 +457,22 @@ def sections(
                     f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
                 )
             yield ""
+        if all("produce_to_broker_ack_ms" in r for r in lat["rates"]):
+            yield (
+                "Split at the broker's acknowledgement of each positive (librdkafka's delivery latency, its own "
+                "clock): before it, the load generator and the broker, which share the two cores with the worker; "
+                "after it, the worker's pipeline and the reader. The record is readable from its append, a little "
+                "before the acknowledgement reaches the producer, so the second column slightly understates "
+                "the worker's share.\n"
+            )
+            yield "| offered/s | produce -> acknowledged p50 / p99 ms | acknowledged -> alert read p50 / p99 ms |"
+            yield "|---:|---:|---:|"
+            for r in lat["rates"]:
+                a, b = r["produce_to_broker_ack_ms"], r["broker_ack_to_alert_ms"]
+                yield (
+                    f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
+                )
+            yield ""
         if all("machine_cores" in r for r in lat["rates"]):
             yield (
                 "Who used the two cores in each window (CPU-seconds per second, from /proc): the worker's processes, "
