@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 import eql
 import orjson
 
+from bench._kafka import machine_facts
 from detector.inputs import iter_records
 from detector.rules.model import load_rules
 from detector.sources import normalize
@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scan.json"), help="JSON results ('' for none)")
     args = ap.parse_args()
     rules = load_rules()
-    load_before = os.getloadavg()
+    facts = machine_facts()  # at the start: its load average is the one before the run
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mix.ndjson"
@@ -221,12 +221,7 @@ def main() -> None:
         doc = {
             "command": "python -m bench.scan_throughput " + " ".join(sys.argv[1:]),
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "loadavg_before": load_before,
-                "loadavg_after": os.getloadavg(),
-            },
+            "machine": {**facts, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
             "corpus": {"records": args.records, "bytes": size, "seed": args.seed, "positives": positives},
             "window_s": args.window,
             "alerts": alerts,
