@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,18 @@ settings.register_profile("project", deadline=None, print_blob=True)
 settings.load_profile("project")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Parsed mapping files are cached between runs (detector/sources/mapping.py): in a directory of the test
+# session's own, not the user's ~/.cache. Set at import, before the tests' imports load the built-in mappings;
+# the worker processes the tests start inherit it.
+_CACHE_DIR = tempfile.mkdtemp(prefix="detector-test-cache-")
+os.environ["DETECTOR_CACHE_DIR"] = _CACHE_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
+
 BOOTSTRAP = os.environ.get("DETECTOR_TEST_BOOTSTRAP", "127.0.0.1:9092")
 
 
