@@ -230,6 +230,16 @@ def last_commit_of(path: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def split_table(rates: list[dict[str, Any]], *halves: tuple[str, str]) -> Iterator[str]:
+    """A table of p50 / p99 per rate for the parts a latency is split into: (column title, the row's key)."""
+    yield "| offered/s | " + " | ".join(f"{title} p50 / p99 ms" for title, _ in halves) + " |"
+    yield "|---:|" + "---:|" * len(halves)
+    for r in rates:
+        cells = [f"{r[key]['p50']:.1f} / {r[key]['p99']:.1f}" for _, key in halves]
+        yield f"| {fmt(r['target_rate'])} | " + " | ".join(cells) + " |"
+    yield ""
+
+
 def machine_line(doc: dict[str, Any]) -> str:
     m = doc.get("machine", {})
     commit = str(m.get("git_commit") or doc.get("git_commit") or doc.get("commit") or "")[:10]
@@ -449,14 +459,11 @@ def sections(
                 "Faust agent: prevalence row, enrichment and cap in one step, the alert sent and acknowledged, the "
                 "alerts topic, the reader).\n"
             )
-            yield "| offered/s | produce -> evaluated p50 / p99 ms | evaluated -> alert read p50 / p99 ms |"
-            yield "|---:|---:|---:|"
-            for r in lat["rates"]:
-                a, b = r["produce_to_evaluation_ms"], r["evaluation_to_alert_ms"]
-                yield (
-                    f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
-                )
-            yield ""
+            yield from split_table(
+                lat["rates"],
+                ("produce -> evaluated", "produce_to_evaluation_ms"),
+                ("evaluated -> alert read", "evaluation_to_alert_ms"),
+            )
         if all("produce_to_broker_ack_ms" in r for r in lat["rates"]):
             yield (
                 "Split at the broker's acknowledgement of each positive (librdkafka's delivery latency, its own "
@@ -465,14 +472,11 @@ def sections(
                 "before the acknowledgement reaches the producer, so the second column slightly understates "
                 "the worker's share.\n"
             )
-            yield "| offered/s | produce -> acknowledged p50 / p99 ms | acknowledged -> alert read p50 / p99 ms |"
-            yield "|---:|---:|---:|"
-            for r in lat["rates"]:
-                a, b = r["produce_to_broker_ack_ms"], r["broker_ack_to_alert_ms"]
-                yield (
-                    f"| {fmt(r['target_rate'])} | {a['p50']:.1f} / {a['p99']:.1f} | {b['p50']:.1f} / {b['p99']:.1f} |"
-                )
-            yield ""
+            yield from split_table(
+                lat["rates"],
+                ("produce -> acknowledged", "produce_to_broker_ack_ms"),
+                ("acknowledged -> alert read", "broker_ack_to_alert_ms"),
+            )
         if all("machine_cores" in r for r in lat["rates"]):
             yield (
                 "Who used the two cores in each window (CPU-seconds per second, from /proc): the worker's processes, "
