@@ -70,6 +70,9 @@ def test_an_empty_setting_turns_the_cache_off(tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv("DETECTOR_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "netsupport-detector"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(mapping.os.path, "expanduser", lambda path: path)  # no home to be found
+    assert cache_dir() is None
 
 
 def test_a_document_json_cannot_carry_is_not_cached(cache: Path) -> None:

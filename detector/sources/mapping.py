@@ -554,7 +554,12 @@ def cache_dir() -> Path | None:
     configured = os.environ.get("DETECTOR_CACHE_DIR")
     if configured is not None:
         return Path(configured) if configured else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        if home == "~":  # no HOME and no passwd entry (a container's arbitrary uid): not a relative "~" dir
+            return None
+        base = os.path.join(home, ".cache")
     return Path(base) / "netsupport-detector"
 
 
